@@ -1,0 +1,121 @@
+"""The ``course`` command (also ``python -m course_utils``).
+
+Subcommands:
+
+* ``course sync``     rebuild ``solutions/*/*.ipynb`` from their jupytext sources
+* ``course release``  regenerate every student notebook in ``notebooks/`` with nbgrader
+* ``course fetch``    download every data set (and weight file) into the cache
+* ``course doctor``   print versions, device, data locations and extension status
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata as md
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+
+from course_utils import data, release
+from course_utils.runtime import fast_mode, get_device
+
+__all__ = ["FETCHERS", "build_parser", "main"]
+
+# Extra things `course fetch` pre-downloads besides the data sets (e.g. weight
+# files); modules that need them register a callable here: name -> fetch().
+FETCHERS: dict[str, Callable[[], str]] = {}
+
+
+def _cmd_sync(args: argparse.Namespace) -> int:
+    if args.check:
+        stale = release.stale_notebooks()
+        for path in stale:
+            print(f"stale: {path} (run `course sync`)")
+        return 1 if stale else 0
+    for path in release.sync():
+        print(f"rebuilt {path}")
+    return 0
+
+
+def _cmd_release(args: argparse.Namespace) -> int:
+    dest = release.release(args.assignments or None)
+    print(f"student notebooks written to {dest}")
+    return 0
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    failures = 0
+    for key, spec in data.DATASETS.items():
+        if args.only and key not in args.only:
+            continue
+        try:
+            print(f"{spec.name}: {data.resolve(spec) / spec.folder}")
+        except (data.DataNotFoundError, data.CorruptDataError) as err:
+            failures += 1
+            print(f"{spec.name}: FAILED\n{err}", file=sys.stderr)
+    for key, fetch in FETCHERS.items():
+        if args.only and key not in args.only:
+            continue
+        try:
+            print(f"{key}: {fetch()}")
+        except Exception as err:  # noqa: BLE001 - report every failure, keep going
+            failures += 1
+            print(f"{key}: FAILED ({err})", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _labextensions() -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "jupyter", "labextension", "list"], capture_output=True, text=True
+    )
+    lines = (result.stdout + result.stderr).splitlines()
+    return "\n".join("    " + ln.strip() for ln in lines if "nbgrader" in ln) or "    nbgrader: NOT FOUND"
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    import torch
+
+    report = {
+        "python": sys.version.split()[0],
+        **{pkg: md.version(pkg) for pkg in ("torch", "torchvision", "nbgrader", "jupyterlab", "nbval")},
+        "device": str(get_device()),
+        "cuda devices": torch.cuda.device_count(),
+        "mode": "fast (COURSE_FAST=1)" if fast_mode() else "full",
+        "cache": str(data.cache_dir()),
+    }
+    report.update({f"data: {spec.name}": data.describe(spec) for spec in data.DATASETS.values()})
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for key, value in report.items():
+        print(f"{key:>28}: {value}")
+    print(f"{'nbgrader lab extensions':>28}:\n{_labextensions()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="course", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("sync", help="rebuild solution notebooks from their .py sources")
+    p.add_argument("--check", action="store_true", help="only report stale notebooks (exit 1)")
+    p.set_defaults(func=_cmd_sync)
+
+    p = sub.add_parser("release", help="regenerate the student notebooks with nbgrader")
+    p.add_argument("assignments", nargs="*", help="assignment names (default: all)")
+    p.set_defaults(func=_cmd_release)
+
+    p = sub.add_parser("fetch", help="pre-download data sets and weights for offline use")
+    p.add_argument("only", nargs="*", help="restrict to these keys (default: everything)")
+    p.set_defaults(func=_cmd_fetch)
+
+    p = sub.add_parser("doctor", help="versions, device, data locations, extensions")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_doctor)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)

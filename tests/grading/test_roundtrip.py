@@ -1,0 +1,41 @@
+"""Grading round trips with real nbgrader, one test per assignment.
+
+For each assignment: the reference solution gets full marks, the untouched
+student version gets zero, and each typical-mistake submission (from
+``solutions/<assignment>/mistakes.py``) loses exactly the points of the cells
+it names and keeps every other cell's points.
+"""
+
+import pytest
+
+from course_utils.release import assignments
+
+from .conftest import load_mistakes
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("assignment", assignments())
+def test_scores_are_exact(round_trip, assignment):
+    """Does every simulated submission get exactly the score it deserves?"""
+    scores, max_points = round_trip(assignment)
+    assert max_points, f"{assignment} has no graded cells"
+    assert scores["correct"] == max_points, "the reference solution must get full marks"
+    assert sum(scores["untouched"].values()) == 0, f"untouched notebook scored {scores['untouched']}"
+    for student, mistake in load_mistakes(assignment).items():
+        expected = {cell: (0.0 if cell in mistake["loses"] else pts) for cell, pts in max_points.items()}
+        assert scores[student] == expected, f"{student}: got {scores[student]}, expected {expected}"
+
+
+@pytest.mark.parametrize("assignment", assignments())
+def test_every_graded_cell_has_a_losing_mistake(assignment):
+    """Is there, for every graded cell, a typical mistake that costs its points?"""
+    import nbformat
+
+    from course_utils.release import project_root
+
+    nb = nbformat.read(project_root() / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
+    graded = {c.metadata["nbgrader"]["grade_id"] for c in nb.cells
+              if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"}
+    covered = {cell for m in load_mistakes(assignment).values() for cell in m["loses"]}
+    assert graded <= covered, f"graded cells without a losing wrong answer: {sorted(graded - covered)}"
