@@ -1,0 +1,79 @@
+"""Self-check messages: what was checked, expected, got, and the mistake by name."""
+
+import numpy as np
+import pytest
+import torch
+
+from course_utils import checks
+
+
+def test_passing_check_prints_one_line(capsys):
+    """Does a passing check say so in one line?"""
+    checks.check_close("y", np.ones(3), np.ones(3))
+    assert capsys.readouterr().out.startswith("\u2714 y: passed")
+
+
+def test_check_error_is_an_assertion_error():
+    """Do failed checks count as failed tests for nbgrader and pytest?"""
+    assert issubclass(checks.CheckError, AssertionError)
+
+
+def test_value_mismatch_lists_differing_entries():
+    """Does a mismatch report the count, the relative error and the first entries?"""
+    with pytest.raises(checks.CheckError) as err:
+        checks.check_close("y", [1.0, 2.0, 3.0], [1.0, 2.5, 3.0])
+    message = str(err.value)
+    assert "1 of 3 entries differ" in message and "at (1,): expected 2.5, got 2" in message
+
+
+def test_known_mistake_is_named():
+    """Is an answer equal to a registered mistake reported by that mistake's name?"""
+    with pytest.raises(checks.CheckError, match="known mistake: you forgot the ReLU"):
+        checks.check_close("y", [-1.0, 2.0], [0.0, 2.0], mistakes={"you forgot the ReLU": [-1.0, 2.0]})
+
+
+def test_transposed_shape_is_explained():
+    """Does a transposed result get called transposed?"""
+    with pytest.raises(checks.CheckError, match="transposed"):
+        checks.check_close("grad", np.zeros((3, 2)), np.zeros((2, 3)))
+
+
+def test_none_result_suggests_missing_return():
+    """Does a None result point at a missing return statement?"""
+    with pytest.raises(checks.CheckError, match="forget to `return`"):
+        checks.check_close("y", None, [1.0])
+
+
+def test_nan_result_is_diagnosed():
+    """Are NaNs called out with their usual causes?"""
+    with pytest.raises(checks.CheckError, match="NaN"):
+        checks.check_close("loss", float("nan"), 1.0)
+
+
+def test_tensors_and_scalars_are_compared():
+    """Do tensors (with grad, any dtype) and scalars compare like arrays?"""
+    checks.check_close("t", torch.ones(2, requires_grad=True) * 2, [2.0, 2.0], quiet=True)
+    checks.check_close("s", 3, 3.0, quiet=True)
+
+
+def test_rebinding_update_is_named():
+    """Does an update that left parameters unchanged name `param = param - lr * grad`?"""
+    w = np.ones(3)
+    with pytest.raises(checks.CheckError, match=r"param = param - lr \* grad"):
+        checks.check_params_updated("step", {"w": w.copy()}, {"w": w})
+
+
+def test_numeric_gradient_matches_analytic_for_numpy_and_torch():
+    """Is the numeric gradient accurate for NumPy arrays and torch tensors?"""
+    x = np.array([1.0, -2.0, 3.0])
+    np.testing.assert_allclose(checks.numeric_gradient(lambda: np.sum(x**3), x), 3 * x**2, rtol=1e-6)
+    t = torch.tensor([0.5, 1.5], dtype=torch.float64)
+    np.testing.assert_allclose(checks.numeric_gradient(lambda: (t**2).sum(), t), 2 * t.numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(x, [1.0, -2.0, 3.0])  # restored after perturbation
+
+
+def test_gradient_check_names_the_missing_factor():
+    """Does gradient_check recognise a gradient that is half the true one?"""
+    x = np.array([1.0, 2.0])
+    with pytest.raises(checks.CheckError, match="factor 2"):
+        checks.gradient_check("g", lambda: np.sum(x**2), x, x, mistakes={"factor 2": x})
