@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata as md
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -69,7 +70,8 @@ def _labextensions() -> str:
     result = subprocess.run(
         [sys.executable, "-m", "jupyter", "labextension", "list"], capture_output=True, text=True
     )
-    lines = (result.stdout + result.stderr).splitlines()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)  # drop colour codes
+    lines = text.splitlines()
     return "\n".join("    " + ln.strip() for ln in lines if "nbgrader" in ln) or "    nbgrader: NOT FOUND"
 
 

@@ -32,6 +32,8 @@ from torchvision.datasets.utils import calculate_md5
 __all__ = [
     "CIFAR10",
     "DATASETS",
+    "HYMENOPTERA",
+    "CorruptDataError",
     "DataNotFoundError",
     "DatasetSpec",
     "cache_dir",
