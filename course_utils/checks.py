@@ -400,9 +400,10 @@ def check_updated_in_place(
     if unchanged:
         raise CheckError(
             f"{name}: these parameters did not change after the update: {', '.join(unchanged)}. "
-            "Did you write `param = param - lr * param.grad`? That binds the name `param` to a "
-            "new tensor and leaves the model's parameter untouched, so the loss stays flat: "
-            "update in place with `param -= lr * param.grad` (inside `torch.no_grad()`)."
+            "Did you write `param = param - lr * param.grad` (or `w = w - lr * grad`)? That binds "
+            "the name to a new tensor and leaves the original parameter untouched, so the loss "
+            "stays flat: update in place with `param -= lr * param.grad` (for tensors that "
+            "require grad, inside `torch.no_grad()`)."
         )
     if not quiet:
         passed(name, "every parameter changed in place")
@@ -596,9 +597,10 @@ def check_registered(name: str, module: torch.nn.Module, *, quiet: bool = False)
                 plain_tensors.append(full)
     if in_containers:
         raise CheckError(
-            f"{name}: layers kept in a plain Python {', '.join(in_containers)} are not registered: "
-            "model.parameters() misses them, so the optimizer never trains them, and .to(device) "
-            "and state_dict() skip them too. Use nn.ModuleList (or nn.Sequential / nn.ModuleDict)."
+            f"{name}: layers kept in a plain Python list/tuple/dict are not registered: "
+            f"{', '.join(in_containers)}. model.parameters() misses them, so the optimizer never "
+            "trains them, and .to(device) and state_dict() skip them too. Use nn.ModuleList "
+            "(or nn.Sequential / nn.ModuleDict)."
         )
     if plain_tensors:
         raise CheckError(
