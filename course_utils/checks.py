@@ -597,9 +597,10 @@ def check_registered(name: str, module: torch.nn.Module, *, quiet: bool = False)
                 plain_tensors.append(full)
     if in_containers:
         raise CheckError(
-            f"{name}: layers kept in a plain Python {', '.join(in_containers)} are not registered: "
-            "model.parameters() misses them, so the optimizer never trains them, and .to(device) "
-            "and state_dict() skip them too. Use nn.ModuleList (or nn.Sequential / nn.ModuleDict)."
+            f"{name}: layers kept in a plain Python list/tuple/dict are not registered: "
+            f"{', '.join(in_containers)}. model.parameters() misses them, so the optimizer never "
+            "trains them, and .to(device) and state_dict() skip them too. Use nn.ModuleList "
+            "(or nn.Sequential / nn.ModuleDict)."
         )
     if plain_tensors:
         raise CheckError(
