@@ -324,6 +324,11 @@ KNOWN_ERRORS: dict[str, str] = {
         "backward() ran twice through the same graph: recompute the forward pass for every "
         "step instead of reusing an old loss"
     ),
+    "'NoneType'": (
+        "a `.grad` is None where a tensor was expected. Either backward() was not called, or "
+        "the tensor is no longer a leaf: an update outside `torch.no_grad()` such as "
+        "`w = w - lr * w.grad` replaces the leaf by a computed tensor, whose .grad stays None"
+    ),
 }
 
 
@@ -331,8 +336,9 @@ class explain_errors:  # noqa: N801 - used as `with checks.explain_errors(...)`
     """Context manager that turns known torch errors into named mistakes.
 
     ``with checks.explain_errors("train"): train(...)`` re-raises a matching
-    ``RuntimeError`` as a :class:`CheckError` whose message names the classic
-    mistake (see :data:`KNOWN_ERRORS`); other exceptions pass through unchanged.
+    ``RuntimeError`` (or a ``TypeError``/``AttributeError`` about ``None``, as
+    a missing ``.grad`` causes) as a :class:`CheckError` whose message names the
+    classic mistake (see :data:`KNOWN_ERRORS`); other exceptions pass through.
     """
 
     def __init__(self, name: str) -> None:
@@ -343,14 +349,16 @@ class explain_errors:  # noqa: N801 - used as `with checks.explain_errors(...)`
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: Any) -> bool:
-        if exc is None or not isinstance(exc, RuntimeError) or isinstance(exc, CheckError):
+        if exc is None or isinstance(exc, CheckError):
+            return False
+        if not isinstance(exc, RuntimeError | TypeError | AttributeError):
             return False
         text = str(exc)
         for fragment, diagnosis in KNOWN_ERRORS.items():
             if fragment in text:
                 first_line = text.splitlines()[0][:200]
                 raise CheckError(
-                    f"{self.name}: raised RuntimeError ({first_line}).\n"
+                    f"{self.name}: raised {type(exc).__name__} ({first_line}).\n"
                     f"This looks like a known mistake: {diagnosis}."
                 ) from exc
         return False

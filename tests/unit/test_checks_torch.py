@@ -29,6 +29,8 @@ def _model() -> nn.Module:
         (lambda: F.cross_entropy(torch.randn(4, 3), torch.tensor([0.0, 1, 2, 1])), "wrong dtype"),
         (lambda: torch.ones(3).sum().backward(), "requires_grad=True"),
         (lambda: torch.ones(3, requires_grad=True).mul(2).backward(), "scalar"),
+        (lambda: 0.1 * torch.ones(3).grad, "`.grad` is None"),
+        (lambda: torch.ones(3).grad.zero_(), "w = w - lr * w.grad"),
     ],
 )
 def test_explain_errors_names_the_mistake(action, words):
@@ -36,7 +38,7 @@ def test_explain_errors_names_the_mistake(action, words):
         with checks.explain_errors("step"):
             action()
     assert words in str(info.value)
-    assert isinstance(info.value.__cause__, RuntimeError)
+    assert isinstance(info.value.__cause__, RuntimeError | TypeError | AttributeError)
 
 
 def test_explain_errors_lets_other_errors_through():
