@@ -1,0 +1,470 @@
+# %% [markdown] nbgrader={"grade": false, "grade_id": "intro", "locked": true, "schema_version": 3, "solution": false}
+# # 07 · Dynamic networks: control flow and weight sharing
+#
+# PyTorch builds the computation graph *while* your code runs ("define by run"). So a
+# `forward` can use ordinary Python: an `if`, a loop whose length changes from call to
+# call, one layer used several times. Autograd records whatever actually happened in
+# that call and differentiates exactly that.
+#
+# You will build `DynamicNet`, whose depth is drawn at random on every forward pass and
+# whose hidden layers are all **one shared** `nn.Linear`, then look inside its gradient.
+#
+# **Learning goals**
+# 1. Write a `forward` with data-independent control flow (a random number of layers)
+#    and reuse one module several times (weight sharing).
+# 2. Make randomness inside a model reproducible with a `torch.Generator`, and controllable
+#    with an explicit argument, so that tests and experiments can replay it.
+# 3. Explain and verify that a shared parameter's gradient is the **sum** of the
+#    contributions of its uses, using forward hooks and `torch.autograd.grad`.
+# 4. Train such a model and read its loss curve.
+#
+# Every exercise has a **self-check** you can run as often as you like, and a graded
+# cell (with hidden tests on other sizes, seeds and depths) that the autograder runs.
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "setup-md", "locked": true, "schema_version": 3, "solution": false}
+# ## Setup
+
+# %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false}
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from course_utils import budget, checks, setup
+
+config = setup(seed=0)
+device = config.device
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "dynamic-md", "locked": true, "schema_version": 3, "solution": false}
+# ## Exercise 1 · `DynamicNet` (2 + 1 points)
+#
+# `DynamicNet(D_in, H, D_out, max_depth=3, seed=0)` has exactly three layers, with these
+# attribute names (the tests use them):
+#
+# * `input_linear = nn.Linear(D_in, H)`,
+# * `middle_linear = nn.Linear(H, H)`, the **shared** hidden layer,
+# * `output_linear = nn.Linear(H, D_out)`.
+#
+# `forward(x, depth=None)` computes
+# `h = relu(input_linear(x))`, then `depth` times `h = relu(middle_linear(h))`, and returns
+# `output_linear(h)`. With `depth=0` the middle layer is skipped altogether.
+#
+# When `depth` is `None`, draw it uniformly from $\{0, 1, \dots, \text{max\_depth}\}$ with
+# the model's own generator: `torch.randint(low, high, (1,), generator=self.generator)`
+# (note that `high` is *exclusive*). A private generator makes the depths reproducible:
+# two models built with the same `seed` draw the same sequence, whatever else uses the
+# global random state in between. `random.randint` or a `torch.randint` without
+# `generator=` would tie the depths to the global state. Store the depth used (drawn or
+# given) in `self.last_depth`, as a Python `int`.
+#
+# The same `nn.Linear` object is called up to `max_depth` times: that is weight sharing.
+# A `ModuleList` of `max_depth` separate layers would be a different model with 3× the
+# hidden parameters.
+
+# %% nbgrader={"grade": false, "grade_id": "dynamic", "locked": false, "schema_version": 3, "solution": true}
+class DynamicNet(nn.Module):
+    """input_linear -> ReLU -> (shared middle_linear -> ReLU) x depth -> output_linear."""
+
+    def __init__(self, D_in, H, D_out, max_depth=3, seed=0):
+        super().__init__()
+        self.max_depth = max_depth
+        self.generator = torch.Generator().manual_seed(seed)  # the model's own source of depths
+        self.last_depth = None
+        ### BEGIN SOLUTION
+        self.input_linear = nn.Linear(D_in, H)
+        self.middle_linear = nn.Linear(H, H)
+        self.output_linear = nn.Linear(H, D_out)
+        ### END SOLUTION
+
+    def forward(self, x, depth=None):
+        ### BEGIN SOLUTION
+        if depth is None:
+            depth = int(torch.randint(0, self.max_depth + 1, (1,), generator=self.generator))
+        self.last_depth = depth
+        h = F.relu(self.input_linear(x))
+        for _ in range(depth):
+            h = F.relu(self.middle_linear(h))
+        return self.output_linear(h)
+        ### END SOLUTION
+
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "dynamic-check-md", "locked": true, "schema_version": 3, "solution": false}
+# **Self-check: the forward pass.** The parameter count must be that of three layers, and the
+# output for each explicit depth is recomputed from the net's own layers.
+
+# %% nbgrader={"grade": false, "grade_id": "dynamic-check", "locked": true, "schema_version": 3, "solution": false}
+torch.manual_seed(0)
+net = DynamicNet(5, 8, 2).to(device)
+x_demo = torch.randn(4, 5, device=device)
+n_params = sum(p.numel() for p in net.parameters())
+checks.check_true("parameter count", n_params == 5 * 8 + 8 + 8 * 8 + 8 + 8 * 2 + 2,
+                  f"expected {5 * 8 + 8 + 8 * 8 + 8 + 8 * 2 + 2} parameters (three layers), got {n_params}. "
+                  "One shared middle_linear, not one layer per depth.")
+for depth in range(4):
+    h = F.relu(net.input_linear(x_demo))
+    for _ in range(depth):
+        h = F.relu(net.middle_linear(h))
+    checks.check_close(f"output at depth {depth}", net(x_demo, depth=depth), net.output_linear(h),
+                       rtol=1e-5, atol=1e-6, quiet=True)
+    checks.check_true(f"last_depth at depth {depth}", net.last_depth == depth,
+                      f"after net(x, depth={depth}) last_depth should be {depth}, got {net.last_depth!r}.",
+                      quiet=True)
+checks.passed("forward at depths 0-3")
+
+# %% nbgrader={"grade": true, "grade_id": "test-dynamic-forward", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+# Graded: DynamicNet's layers and forward pass at explicit depths (hidden tests: other
+# sizes, max_depth, depths beyond 3).
+checks.check_close("depth 0", net(x_demo, depth=0), net.output_linear(F.relu(net.input_linear(x_demo))),
+                   rtol=1e-5, atol=1e-6, quiet=True)
+### BEGIN HIDDEN TESTS
+for _sizes, _max in [((3, 6, 1), 3), ((7, 4, 5), 5)]:
+    torch.manual_seed(sum(_sizes))
+    _net = DynamicNet(*_sizes, max_depth=_max, seed=3)
+    _d_in, _h, _d_out = _sizes
+    _linears = [m for m in _net.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(_linears) == 3, f"expected exactly 3 nn.Linear layers, found {len(_linears)}"
+    assert tuple(_net.middle_linear.weight.shape) == (_h, _h), "middle_linear should be Linear(H, H)"
+    assert sum(p.numel() for p in _net.parameters()) == _d_in * _h + _h + _h * _h + _h + _h * _d_out + _d_out
+    _x = torch.randn(6, _d_in)
+    for _depth in range(_max + 2):
+        _hh = torch.relu(_net.input_linear(_x))
+        for _ in range(_depth):
+            _hh = torch.relu(_net.middle_linear(_hh))
+        checks.check_close(f"hidden depth {_depth}", _net(_x, depth=_depth), _net.output_linear(_hh),
+                           rtol=1e-5, atol=1e-6, quiet=True)
+        assert _net.last_depth == _depth, "last_depth should record the depth used"
+### END HIDDEN TESTS
+checks.passed("DynamicNet forward")
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "depth-check-md", "locked": true, "schema_version": 3, "solution": false}
+# **Self-check: random depths.** 400 draws must cover 0 to 3 about equally often, and a
+# second net with the same seed must replay them exactly, although the global random
+# state has changed in between.
+
+# %% nbgrader={"grade": false, "grade_id": "depth-check", "locked": true, "schema_version": 3, "solution": false}
+draws = []
+for _ in range(400):
+    net(x_demo)
+    draws.append(net.last_depth)
+counts = np.bincount(draws, minlength=4)
+checks.check_true("depth range", set(draws) <= {0, 1, 2, 3} and len(counts) == 4,
+                  f"depths must lie in 0..3, got values {sorted(set(draws))}.")
+checks.check_true("every depth occurs", counts.min() > 50,
+                  f"depth counts over 400 draws: {counts.tolist()}. Each of 0..3 should occur about 100 "
+                  "times. Is the upper bound of torch.randint exclusive in your call (max_depth + 1)?")
+torch.manual_seed(12345)  # the global state changes: the model's own generator must not care
+replay = DynamicNet(5, 8, 2).to(device)
+replayed = []
+for _ in range(400):
+    replay(x_demo)
+    replayed.append(replay.last_depth)
+checks.check_true("reproducible depths", replayed == draws,
+                  "a second net with the same seed drew different depths. Draw with "
+                  "generator=self.generator, not random.randint or the global torch RNG.")
+
+# %% nbgrader={"grade": true, "grade_id": "test-dynamic-depth", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+# Graded: random depths: range 0..max_depth, reproducible from the seed alone (hidden
+# tests: other seeds and max_depth values).
+_n1, _n2, _x1 = DynamicNet(2, 3, 1, seed=4), DynamicNet(2, 3, 1, seed=4), torch.zeros(1, 2)
+_d1 = [(_n1(_x1), _n1.last_depth)[1] for _ in range(50)]
+assert _d1 == [(_n2(_x1), _n2.last_depth)[1] for _ in range(50)], "depths not reproducible"
+### BEGIN HIDDEN TESTS
+import random as _random  # noqa: E402
+
+for _seed, _max in [(7, 3), (99, 1), (5, 6)]:
+    _seqs = []
+    for _global in (0, 4242):
+        torch.manual_seed(_global)
+        np.random.seed(_global)
+        _random.seed(_global)
+        _net = DynamicNet(3, 4, 1, max_depth=_max, seed=_seed)
+        _x = torch.randn(2, 3)
+        _seq = []
+        for _ in range(300):
+            _net(_x)
+            assert isinstance(_net.last_depth, int), f"last_depth should be an int, got {type(_net.last_depth)}"
+            _seq.append(_net.last_depth)
+        _seqs.append(_seq)
+    assert _seqs[0] == _seqs[1], "the depths depend on the global random state, not only on the seed"
+    assert set(_seqs[0]) == set(range(_max + 1)), f"depths should cover 0..{_max}, got {sorted(set(_seqs[0]))}"
+### END HIDDEN TESTS
+checks.passed("random depth")
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "grad-md", "locked": true, "schema_version": 3, "solution": false}
+# ## Exercise 2 · The gradient of a shared layer is a sum (3 points)
+#
+# At depth 3 the graph holds three *uses* of `middle_linear`, three separate nodes that all
+# point to the same `weight` tensor $W$. During `backward()` each node computes its own
+# contribution to $\partial L/\partial W$, and autograd **adds** them into `W.grad`, just
+# as it adds the gradients of successive `backward()` calls (the reason for `zero_grad`).
+#
+# What is the contribution of one use? Use $k$ computes $z_k = a_k W^\top + b$ from its
+# input $a_k$ (shape $N \times H$). If $g_k = \partial L / \partial z_k$ is the gradient
+# that reaches its output, the contribution to the weight's gradient is
+#
+# $$\frac{\partial L}{\partial W}\Big|_{\text{use } k} = g_k^\top a_k ,
+# \qquad\text{and}\qquad \frac{\partial L}{\partial W} = \sum_k g_k^\top a_k .$$
+#
+# Implement `per_use_grads(model, x, y, loss_fn, depth)`: the list of the `depth`
+# contributions, in the order of use (an empty list for depth 0). A recipe:
+#
+# 1. register a **forward hook** on `model.middle_linear`:
+#    `handle = model.middle_linear.register_forward_hook(hook)`, where
+#    `hook(module, args, output)` runs after every call of the layer and can append its
+#    input `args[0]` and its `output` to lists;
+# 2. compute the loss with `model(x, depth=depth)`, then remove the hook (`handle.remove()`,
+#    best in a `finally:` so that a failure does not leave it attached);
+# 3. `torch.autograd.grad(loss, outputs)` returns the $g_k$ for all outputs at once,
+#    without touching any `.grad`;
+# 4. return $g_k^\top a_k$ for each use, detached from the graph.
+
+# %% nbgrader={"grade": false, "grade_id": "per-use", "locked": false, "schema_version": 3, "solution": true}
+def per_use_grads(model, x, y, loss_fn, depth):
+    """Contribution of each use of model.middle_linear to the gradient of its weight."""
+    ### BEGIN SOLUTION
+    inputs, outputs = [], []
+
+    def save(module, args, output):
+        inputs.append(args[0])
+        outputs.append(output)
+
+    handle = model.middle_linear.register_forward_hook(save)
+    try:
+        loss = loss_fn(model(x, depth=depth), y)
+    finally:
+        handle.remove()
+    if not outputs:
+        return []
+    grad_outputs = torch.autograd.grad(loss, outputs)
+    with torch.no_grad():
+        return [g.T @ a for g, a in zip(grad_outputs, inputs, strict=True)]
+    ### END SOLUTION
+
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "grad-check-md", "locked": true, "schema_version": 3, "solution": false}
+# **Self-check.** For depths 0 to 3: the number of contributions, their sum against the
+# `.grad` that an ordinary `backward()` leaves on the shared weight, and that the
+# contributions really differ from use to use. The hook must be gone afterwards.
+
+# %% nbgrader={"grade": false, "grade_id": "grad-check", "locked": true, "schema_version": 3, "solution": false}
+torch.manual_seed(1)
+grad_net = DynamicNet(5, 8, 2).to(device)
+x_g, y_g = torch.randn(16, 5, device=device), torch.randn(16, 2, device=device)
+mse = nn.MSELoss()
+for depth in range(4):
+    grad_net.zero_grad()
+    mse(grad_net(x_g, depth=depth), y_g).backward()
+    total = grad_net.middle_linear.weight.grad
+    parts = per_use_grads(grad_net, x_g, y_g, mse, depth)
+    checks.check_true(f"number of contributions at depth {depth}", len(parts) == depth,
+                      f"expected {depth} contributions (one per use), got {len(parts)}.", quiet=True)
+    checks.check_true("hook removed", not grad_net.middle_linear._forward_hooks,
+                      "the forward hook is still attached to middle_linear: call handle.remove().",
+                      quiet=True)
+    if depth == 0:
+        checks.check_true("no use, no gradient", total is None,
+                          "at depth 0 the shared layer is never used, so backward leaves its .grad as None.")
+        continue
+    checks.check_close(f"sum of the contributions at depth {depth}", sum(parts), total, rtol=1e-4, atol=1e-6,
+                       hint="each contribution is g_k^T a_k, with a_k the INPUT of use k (not its output) "
+                            "and g_k the gradient that reaches the output of use k.")
+    if depth > 1:
+        spread = max(float((p - parts[0]).abs().max()) for p in parts[1:])
+        checks.check_true(f"contributions differ at depth {depth}", spread > 1e-6,
+                          "all contributions are identical: did you divide the total gradient by the depth? "
+                          "Each use sees a different input a_k and a different output gradient g_k.")
+checks.passed("the shared gradient is the sum of its uses")
+
+# %% nbgrader={"grade": true, "grade_id": "test-per-use", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+# Graded: per_use_grads, tested on a reference DynamicNet (so a mistake in exercise 1
+# costs points only there) against an independent method: one separate copy of the
+# weight per use (hidden tests: other sizes, depths up to 5, a bias-free check).
+assert callable(per_use_grads)
+### BEGIN HIDDEN TESTS
+class _RefNet(torch.nn.Module):
+    def __init__(self, d_in, h, d_out, max_depth=3, seed=0):
+        super().__init__()
+        self.max_depth = max_depth
+        self.generator = torch.Generator().manual_seed(seed)
+        self.last_depth = None
+        self.input_linear = torch.nn.Linear(d_in, h)
+        self.middle_linear = torch.nn.Linear(h, h)
+        self.output_linear = torch.nn.Linear(h, d_out)
+
+    def forward(self, x, depth=None):
+        if depth is None:
+            depth = int(torch.randint(0, self.max_depth + 1, (1,), generator=self.generator))
+        self.last_depth = depth
+        h = torch.relu(self.input_linear(x))
+        for _ in range(depth):
+            h = torch.relu(self.middle_linear(h))
+        return self.output_linear(h)
+
+
+def _copies_per_use(net, x, y, loss_fn, depth):
+    copies = [net.middle_linear.weight.detach().clone().requires_grad_() for _ in range(depth)]
+    h = torch.relu(net.input_linear(x))
+    for w in copies:
+        h = torch.relu(torch.nn.functional.linear(h, w, net.middle_linear.bias))
+    loss = loss_fn(net.output_linear(h), y)
+    return list(torch.autograd.grad(loss, copies)) if depth else []
+
+
+for _seed, (_d_in, _h, _d_out, _n) in [(3, (4, 6, 3, 10)), (4, (2, 9, 1, 7))]:
+    torch.manual_seed(_seed)
+    _net = _RefNet(_d_in, _h, _d_out).double()
+    _x, _y = torch.randn(_n, _d_in, dtype=torch.float64), torch.randn(_n, _d_out, dtype=torch.float64)
+    _lf = torch.nn.SmoothL1Loss()
+    for _depth in range(6):
+        _got = per_use_grads(_net, _x, _y, _lf, _depth)
+        _want = _copies_per_use(_net, _x, _y, _lf, _depth)
+        assert len(_got) == _depth, f"expected {_depth} contributions, got {len(_got)}"
+        assert not _net.middle_linear._forward_hooks, "the forward hook was not removed"
+        for _k, (_g, _w) in enumerate(zip(_got, _want)):
+            checks.check_close(f"hidden contribution {_k} at depth {_depth}", _g, _w, rtol=1e-7, atol=1e-10,
+                               quiet=True)
+### END HIDDEN TESTS
+checks.passed("per-use gradients")
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "train-md", "locked": true, "schema_version": 3, "solution": false}
+# ## Exercise 3 · Training with a random depth (2 points)
+#
+# The task: learn $y = \sin(2x_1)\cos(x_2)$ on the square $[-2, 2]^2$ from 256 points. The
+# net draws a new depth on every step, so the shared layer has to be useful whether it is
+# applied zero, one, two or three times.
+#
+# Implement `train_dynamic(model, x, y, loss_fn, optimizer, num_steps)`: `num_steps`
+# ordinary optimisation steps on the whole batch, each with a fresh random depth (call
+# `model(x)` without `depth`). Return two lists: the loss of each step (a float) and the
+# depth each step used (`model.last_depth`). Wrap the range in `tqdm(...)` for a progress bar.
+
+# %% nbgrader={"grade": false, "grade_id": "train", "locked": false, "schema_version": 3, "solution": true}
+def train_dynamic(model, x, y, loss_fn, optimizer, num_steps):
+    """Train with a random depth per step; returns (losses, depths)."""
+    losses, depths = [], []
+    ### BEGIN SOLUTION
+    for _ in tqdm(range(num_steps), desc="training", leave=False):
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        depths.append(model.last_depth)
+    ### END SOLUTION
+    return losses, depths
+
+
+# %% nbgrader={"grade": false, "grade_id": "train-run", "locked": true, "schema_version": 3, "solution": false}
+data_gen = torch.Generator().manual_seed(0)
+x_train = (torch.rand(256, 2, generator=data_gen) * 4 - 2).to(device)
+y_train = torch.sin(2 * x_train[:, :1]) * torch.cos(x_train[:, 1:])
+torch.manual_seed(config.seed)
+model = DynamicNet(2, 32, 1, seed=config.seed).to(device)
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)  # after the move (notebook 05)
+num_steps = budget(full=1500, fast=120)
+losses, depths = train_dynamic(model, x_train, y_train, nn.MSELoss(), optimizer, num_steps)
+
+model.eval()
+with torch.no_grad():
+    loss_at_depth = [F.mse_loss(model(x_train, depth=d), y_train).item() for d in range(4)]
+
+fig, (ax_loss, ax_hist, ax_depth) = plt.subplots(1, 3, figsize=(13, 3.5))
+steps = np.arange(len(losses))
+points = ax_loss.scatter(steps, losses, c=depths, cmap="viridis", s=6, vmin=0, vmax=3)
+ax_loss.set(yscale="log", xlabel="step", ylabel="training MSE (log scale)", title="Loss per step, coloured by depth")
+fig.colorbar(points, ax=ax_loss, ticks=range(4), label="depth")
+ax_hist.bar(range(4), np.bincount(depths, minlength=4))
+ax_hist.set(xticks=range(4), xlabel="depth", ylabel="steps", title="Depth drawn per step")
+ax_depth.bar(range(4), loss_at_depth, color="tab:green")
+ax_depth.set(xticks=range(4), xlabel="depth (fixed)", ylabel="MSE after training", title="Trained net at each depth")
+plt.tight_layout()
+plt.show()
+print(f"loss {losses[0]:.3f} -> {losses[-1]:.4f} (target variance {y_train.var().item():.3f}); "
+      f"depths drawn: {np.bincount(depths, minlength=4).tolist()}")
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "train-read-md", "locked": true, "schema_version": 3, "solution": false}
+# **Reading the plots.** The loss is not one curve but a band per depth: every step is
+# scored at the depth it drew. Depth 0 is a net with a single hidden layer and cannot fit
+# the target as well, so its points stay above the others; depths 1 to 3 all use the same
+# shared layer, and they end up close together. The depths are drawn uniformly, so the
+# histogram is flat up to chance.
+
+# %% nbgrader={"grade": false, "grade_id": "train-check", "locked": true, "schema_version": 3, "solution": false}
+checks.check_true("one loss and one depth per step", len(losses) == num_steps and len(depths) == num_steps,
+                  f"expected {num_steps} losses and depths, got {len(losses)} and {len(depths)}.")
+checks.check_true("depths vary", len(set(depths)) > 1,
+                  f"every step used depth {depths[0]}: call model(x) without depth, and record model.last_depth.")
+checks.check_true(
+    "the loss fell", np.mean(losses[-10:]) < 0.25 * np.mean(losses[:10]),
+    f"mean loss of the first 10 steps {np.mean(losses[:10]):.3f}, of the last 10 {np.mean(losses[-10:]):.3f}; "
+    "it should fall by more than 4x. Gradients never zeroed accumulate across steps and make training erratic.")
+
+# %% nbgrader={"grade": true, "grade_id": "test-train", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+# Graded: the training loop, run on a reference DynamicNet (hidden tests: a replay of the
+# same steps with the same depths, another optimizer and loss).
+assert len(losses) == num_steps, f"train_dynamic returned {len(losses)} losses for {num_steps} steps"
+### BEGIN HIDDEN TESTS
+class _RefNet(torch.nn.Module):
+    def __init__(self, d_in, h, d_out, max_depth=3, seed=0):
+        super().__init__()
+        self.max_depth = max_depth
+        self.generator = torch.Generator().manual_seed(seed)
+        self.last_depth = None
+        self.input_linear = torch.nn.Linear(d_in, h)
+        self.middle_linear = torch.nn.Linear(h, h)
+        self.output_linear = torch.nn.Linear(h, d_out)
+
+    def forward(self, x, depth=None):
+        if depth is None:
+            depth = int(torch.randint(0, self.max_depth + 1, (1,), generator=self.generator))
+        self.last_depth = depth
+        h = torch.relu(self.input_linear(x))
+        for _ in range(depth):
+            h = torch.relu(self.middle_linear(h))
+        return self.output_linear(h)
+
+
+torch.manual_seed(31)
+_a = _RefNet(3, 5, 2, seed=8)
+_b = _RefNet(3, 5, 2, seed=8)
+_b.load_state_dict(_a.state_dict())
+_x, _y = torch.randn(12, 3), torch.randn(12, 2)
+_lf = torch.nn.L1Loss()
+_a.middle_linear.weight.sum().backward()  # leftover gradients from "earlier code"
+_opt_a = torch.optim.SGD(_a.parameters(), lr=0.05, momentum=0.9)
+_opt_b = torch.optim.SGD(_b.parameters(), lr=0.05, momentum=0.9)
+_losses, _depths = train_dynamic(_a, _x, _y, _lf, _opt_a, 12)
+_ref_losses, _ref_depths = [], []
+for _ in range(12):
+    _opt_b.zero_grad()
+    _loss = _lf(_b(_x), _y)
+    _loss.backward()
+    _opt_b.step()
+    _ref_losses.append(_loss.item())
+    _ref_depths.append(_b.last_depth)
+assert list(_depths) == _ref_depths, f"depths {list(_depths)} differ from the model's draws {_ref_depths}"
+assert all(isinstance(v, float) for v in _losses), "losses should be Python floats (loss.item())"
+checks.check_close("hidden losses", _losses, _ref_losses, rtol=1e-5, quiet=True)
+for _p, _q in zip(_a.parameters(), _b.parameters()):
+    checks.check_close("hidden parameters after training", _p, _q, rtol=1e-5, atol=1e-7, quiet=True)
+### END HIDDEN TESTS
+checks.passed("training loop")
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "recap", "locked": true, "schema_version": 3, "solution": false}
+# ## Recap
+#
+# * The graph is built anew on every forward pass, so plain Python control flow (loops of
+#   random length, `if`s) is allowed in `forward`, and autograd differentiates the path
+#   that actually ran.
+# * Calling one module several times shares its weights; its gradient is the **sum** of
+#   the contributions $g_k^\top a_k$ of the uses, accumulated by autograd.
+# * Randomness inside a model belongs to a `torch.Generator` of its own (and an explicit
+#   argument to override it), so runs and tests can replay it.
+# * Forward hooks see every call of a module; `torch.autograd.grad` returns gradients
+#   for any intermediate tensors without touching `.grad`.
+#
+# **Further exercises** (not graded): make the depth depend on the input (e.g. more layers
+# for larger $\|x\|$); give every use its own bias but keep $W$ shared; compare with a net
+# of 3 unshared hidden layers trained at fixed depth 3.
