@@ -1,0 +1,83 @@
+"""course_utils.distributed: shipping functions to torchrun workers, the reference run, launches."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from course_utils import distributed
+
+
+def average_gradients(model):
+    world_size = dist.get_world_size()
+    for param in model.parameters():
+        if param.grad is not None:
+            dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
+            param.grad /= world_size
+
+
+def train_step(model, optimizer, x, y):
+    optimizer.zero_grad()
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def test_function_source_ships_functions_and_strings():
+    source = distributed.function_source(train_step, "def helper():\n    return 1\n")
+    namespace = dict(distributed.WORKER_NAMESPACE)
+    exec(source, namespace)
+    assert callable(namespace["train_step"]) and namespace["helper"]() == 1
+
+
+def test_function_source_explains_functions_without_source():
+    with pytest.raises(distributed.LaunchError, match="cannot read the source"):
+        distributed.function_source(len)
+
+
+def test_pick_backend_is_gloo_without_gpus(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert distributed.pick_backend(2) == "gloo"
+
+
+def test_shards_split_the_global_batch():
+    case = {"seed": 1, "batch": 3, "steps": 2}
+    batches = distributed.toy_batches(case, world_size=2)
+    assert len(batches) == 2 and batches[0][0].shape == (6, 12)
+    x = batches[0][0]
+    assert torch.equal(torch.cat([distributed.shard(x, r, 2) for r in range(2)]), x)
+
+
+def test_reference_run_loss_scale_is_a_larger_step():
+    """Plain SGD: scaling the loss by 2 is the same as doubling the learning rate."""
+    case = {"seed": 2, "batch": 4, "lr": 0.1}
+    scaled = distributed.flatten_params(distributed.reference_run(case, loss_scale=2.0))
+    doubled = distributed.flatten_params(distributed.reference_run(dict(case, lr=0.2)))
+    assert torch.allclose(scaled, doubled, atol=1e-6)
+    start = distributed.flatten_params(distributed.toy_model(case).state_dict())
+    assert not torch.allclose(start, distributed.flatten_params(distributed.reference_run(case)))
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_with_twice_the_batch():
+    cases = [{"seed": 0, "batch": 4, "steps": 2, "momentum": 0.9, "freeze_first_bias": True}]
+    manual = distributed.launch("step", functions=[average_gradients], mode="average", cases=cases,
+                                backend="gloo", echo=False, timeout=240)
+    ddp = distributed.launch("step", functions=[train_step], mode="ddp", cases=cases,
+                             backend="gloo", echo=False, timeout=240)
+    expected = distributed.flatten_params(distributed.reference_run(cases[0]))
+    for result in manual + ddp:
+        got = distributed.flatten_params(result["cases"][0]["params"])
+        assert torch.allclose(got, expected, rtol=1e-4, atol=1e-6)
+    assert all(isinstance(v, float) for r in ddp for v in r["cases"][0]["losses"])
+
+
+@pytest.mark.slow
+def test_a_failing_worker_reports_its_traceback():
+    broken = "def train_step(model, optimizer, x, y):\n    raise ValueError('student bug here')\n"
+    with pytest.raises(distributed.LaunchError, match="student bug here"):
+        distributed.launch("step", functions=[broken], mode="ddp", cases=[{"seed": 0, "batch": 2}],
+                           backend="gloo", echo=False, timeout=240)
