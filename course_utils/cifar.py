@@ -57,6 +57,7 @@ __all__ = [
     "fit",
     "load_tensors",
     "normalize",
+    "one_cycle",
     "predict",
     "random_crop_flip",
     "train_epoch",
@@ -112,8 +113,8 @@ def normalize(
     images: torch.Tensor, mean: Sequence[float] = MEAN, std: Sequence[float] = STD
 ) -> torch.Tensor:
     """uint8 images ``(N, C, H, W)`` -> float32, scaled to [0, 1] and standardised per channel."""
-    m = torch.tensor(mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+    m = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+    s = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
     return images.to(torch.float32).div_(255.0).sub_(m).div_(s)
 
 
@@ -186,7 +187,8 @@ class TensorLoader:
         self.batch_size = batch_size
         self.shuffle, self.augment, self.drop_last = shuffle, augment, drop_last
         self.channels_last = channels_last
-        self.mean, self.std = tuple(mean), tuple(std)
+        self.mean = tuple(float(v) for v in mean)
+        self.std = tuple(float(v) for v in std)
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
@@ -248,13 +250,20 @@ class ResNet9(nn.Module):
         residual(8w)                        4x4
         global max-pool, flatten            8w      <- self.features ends here
         fc: Linear(8w, num_classes)                 <- self.fc
+        scores = fc(features) * logit_scale
 
-    Downsampling comes early so most of the compute runs on small feature maps.
+    Downsampling comes early so most of the compute runs on small feature maps. The
+    scores are multiplied by ``logit_scale`` (0.125, as in the original ResNet-9 recipe):
+    max-pooled features are large, and unscaled scores make the first steps at a high
+    learning rate unstable.
     """
 
-    def __init__(self, num_classes: int = 10, width: int = 16, in_channels: int = 3) -> None:
+    def __init__(
+        self, num_classes: int = 10, width: int = 16, in_channels: int = 3, logit_scale: float = 0.125
+    ) -> None:
         super().__init__()
         w = width
+        self.logit_scale = logit_scale
         self.feature_dim = 8 * w
         self.features = nn.Sequential(
             conv_bn(in_channels, w),
@@ -275,7 +284,7 @@ class ResNet9(nn.Module):
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x))
+        return self.fc(self.features(x)) * self.logit_scale
 
 
 # --------------------------------------------------------------------------- training
@@ -379,6 +388,27 @@ def evaluate(
     return float((preds == labels).sum()) / len(labels)
 
 
+def one_cycle(
+    optimizer: torch.optim.Optimizer, total_steps: int, *, pct_start: float = 0.25
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A one-cycle learning-rate schedule, stepped once per batch.
+
+    The learning rate rises linearly from 1/25 of the optimizer's ``lr`` to ``lr`` over
+    the first ``pct_start`` of ``total_steps``, then falls linearly to zero: the shape of
+    :class:`~torch.optim.lr_scheduler.OneCycleLR` with ``anneal_strategy="linear"``, but
+    valid for any number of steps (OneCycleLR fails on very short runs).
+    """
+    peak = max(1.0, pct_start * total_steps)
+    total = max(float(total_steps), peak + 1.0)
+
+    def factor(step: int) -> float:
+        if step < peak:
+            return 0.04 + 0.96 * step / peak
+        return max(0.0, (total - step) / (total - peak))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 def fit(
     model: nn.Module,
     train_loader: TensorLoader,
@@ -397,7 +427,7 @@ def fit(
     """Train ``model`` (already on its device) with the course's recipe.
 
     SGD with Nesterov momentum and weight decay, a one-cycle learning rate that peaks
-    at ``lr`` after ``pct_start`` of the steps and anneals to almost zero, and
+    at ``lr`` after ``pct_start`` of the steps and falls linearly to zero (:func:`one_cycle`), and
     cross-entropy with ``label_smoothing``. After each epoch, accuracy on
     ``test_loader`` (when given). ``time_limit`` (seconds of training, evaluation not
     counted) stops training after the batch that exceeds it. ``log`` receives one
@@ -408,10 +438,7 @@ def fit(
     optimizer = torch.optim.SGD(
         model.parameters(), lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay
     )
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=lr, epochs=epochs, steps_per_epoch=len(train_loader),
-        pct_start=pct_start, anneal_strategy="linear",
-    )
+    scheduler = one_cycle(optimizer, epochs * len(train_loader), pct_start=pct_start)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     history: list[EpochLog] = []
     trained = 0.0
