@@ -456,7 +456,8 @@ def check_tensor(
             message += (" An integer tensor (from integer data, a comparison summed up, or "
                         "`//`) cannot hold fractions: convert with `.float()` before dividing.")
         elif dtype == torch.int64 and got.dtype.is_floating_point:
-            message += " Class labels must be integers (int64): use `.long()`."
+            message += (" Class labels must be integers (int64): use `.long()`; "
+                        "CrossEntropyLoss rejects labels of the wrong dtype.")
         raise CheckError(message)
     if device is not None and got.device.type != torch.device(device).type:
         raise CheckError(
