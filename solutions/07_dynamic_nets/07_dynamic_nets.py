@@ -116,7 +116,7 @@ checks.passed("forward at depths 0-3")
 # %% nbgrader={"grade": true, "grade_id": "test-dynamic-forward", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: DynamicNet's layers and forward pass at explicit depths (hidden tests: other
 # sizes, max_depth, depths beyond 3).
-checks.check_close("depth 0", net(x_demo, depth=0), net.output_linear(F.relu(net.input_linear(x_demo))),
+checks.check_close("depth 0", net(x_demo, depth=0), net.output_linear(torch.relu(net.input_linear(x_demo))),
                    rtol=1e-5, atol=1e-6, quiet=True)
 ### BEGIN HIDDEN TESTS
 for _sizes, _max in [((3, 6, 1), 3), ((7, 4, 5), 5)]:
@@ -363,7 +363,7 @@ y_train = torch.sin(2 * x_train[:, :1]) * torch.cos(x_train[:, 1:])
 torch.manual_seed(config.seed)
 model = DynamicNet(2, 32, 1, seed=config.seed).to(device)
 optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)  # after the move (notebook 05)
-num_steps = budget(full=1500, fast=120)
+num_steps = budget(full=1500, fast=100)
 losses, depths = train_dynamic(model, x_train, y_train, nn.MSELoss(), optimizer, num_steps)
 
 model.eval()
@@ -397,9 +397,9 @@ checks.check_true("one loss and one depth per step", len(losses) == num_steps an
 checks.check_true("depths vary", len(set(depths)) > 1,
                   f"every step used depth {depths[0]}: call model(x) without depth, and record model.last_depth.")
 checks.check_true(
-    "the loss fell", np.mean(losses[-10:]) < 0.25 * np.mean(losses[:10]),
+    "the loss fell", np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10]),
     f"mean loss of the first 10 steps {np.mean(losses[:10]):.3f}, of the last 10 {np.mean(losses[-10:]):.3f}; "
-    "it should fall by more than 4x. Gradients never zeroed accumulate across steps and make training erratic.")
+    "it should at least halve. Gradients never zeroed accumulate across steps and make training erratic.")
 
 # %% nbgrader={"grade": true, "grade_id": "test-train", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: the training loop, run on a reference DynamicNet (hidden tests: a replay of the
