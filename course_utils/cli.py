@@ -6,6 +6,7 @@ Subcommands:
 * ``course release``  regenerate every student notebook in ``notebooks/`` with nbgrader
 * ``course fetch``    download every data set (and weight file) into the cache
 * ``course doctor``   print versions, device, data locations and extension status
+* ``course grade``    autograde submissions with nbgrader: parallel, contained, with feedback
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from course_utils import data, release
+from course_utils.grader import command as grade_command
 from course_utils.runtime import fast_mode, get_device
 
 __all__ = ["FETCHERS", "build_parser", "main"]
@@ -115,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="versions, device, data locations, extensions")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_doctor)
+
+    p = sub.add_parser("grade", help="autograde submissions (nbgrader) in parallel, contained")
+    grade_command.add_arguments(p)
+    p.set_defaults(func=grade_command.run)
     return parser
 
 

@@ -7,8 +7,10 @@ This module wraps nbgrader's own commands; it does not re-implement them:
 * :func:`build_submission` fills a student notebook with the reference
   solution, optionally replacing some solution cells with other code (a
   typical mistake), the way a student would submit it;
-* :func:`autograde` runs ``nbgrader autograde`` and reads the per-cell scores
-  back from the gradebook.
+* :func:`grade` grades a course directory with ``course grade`` (parallel,
+  contained: :mod:`course_utils.grader`) and returns its score rows;
+* :func:`autograde` runs plain, sequential ``nbgrader autograde`` (the
+  benchmark's baseline) and :func:`cell_scores` reads scores back from the gradebook.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "autograde",
     "build_submission",
     "cell_scores",
+    "grade",
     "max_scores",
     "prepare_course",
     "solution_code",
@@ -83,7 +86,13 @@ def build_submission(
 def prepare_course(
     course_dir: Path, assignments: list[str], *, root: Path | None = None, timeout: int = 600
 ) -> Path:
-    """Create a course directory with the given assignments generated into it."""
+    """Create a course directory with the given assignments generated into it.
+
+    nbgrader's ``GenerateAssignment`` runs in-process (no interpreter start per
+    assignment) and writes the student versions to ``release/``.
+    """
+    from course_utils.grader.runner import generate
+
     root = root or project_root()
     course_dir.mkdir(parents=True, exist_ok=True)
     (course_dir / "nbgrader_config.py").write_text(COURSE_CONFIG.format(timeout=timeout))
@@ -92,8 +101,23 @@ def prepare_course(
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(root / "solutions" / name, target, ignore=shutil.ignore_patterns("*.py"))
-        _nbgrader(course_dir, "generate_assignment", name, "--force")
+    generate(course_dir, assignments, force=True, release_dir=course_dir / "release")
     return course_dir
+
+
+def grade(course_dir: Path, assignments: list[str] | None = None, **options: object) -> list:
+    """Grade every submission of ``course_dir`` with ``course grade``; return its rows.
+
+    ``options`` are :class:`course_utils.grader.GradeOptions` fields (``workers``,
+    ``feedback``, ``force``, ...). Each row (:class:`course_utils.grader.SubmissionResult`)
+    has ``student``, ``assignment``, ``scores``, ``max_scores``, ``status``, ``details``.
+    """
+    from course_utils.grader import runner
+
+    settings = {"progress": False, "force": True, **options}
+    report = runner.grade(runner.GradeOptions(course_dir=course_dir, assignments=assignments,
+                                              **settings))  # type: ignore[arg-type]
+    return report.results
 
 
 def write_submission(

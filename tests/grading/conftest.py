@@ -1,8 +1,18 @@
-"""Fixtures for nbgrader round trips."""
+"""Fixtures for nbgrader round trips, graded with ``course grade`` (parallel, contained).
+
+``round_trip(assignment) -> (scores, max_points)`` is the harness every
+assignment's round-trip test uses. The first call grades, in one
+``course grade`` run over the machine's cores, every assignment the session's
+round-trip tests ask for (one course, one worker pool, one ``import torch`` per
+worker); later calls return their part. A grader problem (an nbgrader error, a
+dead or hung kernel, tampering reported for an honest submission) fails the
+test with the grader's explanation instead of a bare score mismatch.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +21,11 @@ import pytest
 
 from course_utils import grading
 from course_utils.release import project_root
+
+Scores = dict[str, dict[str, float]]
+# Statuses that mean the grading itself went wrong for an honest submission.
+_BROKEN = {"grader-error", "kernel-died", "timeout", "memory", "tampered", "missing-notebook",
+           "malformed-notebook", "misnamed-notebook", "unknown-assignment"}
 
 
 def load_mistakes(assignment: str) -> dict[str, dict[str, Any]]:
@@ -22,12 +37,8 @@ def load_mistakes(assignment: str) -> dict[str, dict[str, Any]]:
     return module.MISTAKES
 
 
-def grade_round_trip(tmp_path: Path, assignment: str) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-    """Autograde correct, untouched and every typical-mistake submission of one assignment.
-
-    Returns (scores per student per graded cell, max points per graded cell).
-    """
-    course = grading.prepare_course(tmp_path / "course", [assignment])
+def _write_submissions(course: Path, assignment: str) -> list[str]:
+    """correct, untouched and one submission per mistakes.py entry; returns the students."""
     release_dir = course / "release" / assignment
     students: dict[str, dict[str, str] | None] = {"correct": {}, "untouched": None}
     students.update({name: m["replace"] for name, m in load_mistakes(assignment).items()})
@@ -37,11 +48,83 @@ def grade_round_trip(tmp_path: Path, assignment: str) -> tuple[dict[str, dict[st
         for student, replace in students.items():
             nb = release_nb if replace is None else grading.build_submission(release_nb, solution_nb, replace)
             grading.write_submission(course, student, assignment, nb, nb_path.stem)
-    grading.autograde(course, assignment)
-    scores = {s: grading.cell_scores(course, assignment, s) for s in students}
-    return scores, grading.max_scores(course, assignment)
+    return list(students)
+
+
+def _check(name: str, students: list[str], rows: list[Any]) -> tuple[Scores, dict[str, float]]:
+    mine = {r.student: r for r in rows if r.assignment == name}
+    for student in students:
+        row = mine.get(student)
+        if row is None:
+            raise RuntimeError(f"{name}/{student} was not graded")
+        if _BROKEN & set(row.codes):
+            raise RuntimeError(f"{name}/{student}: the grader reports {row.status}: "
+                               + " | ".join(row.details))
+        if set(row.codes) - {"needs-manual"}:
+            warnings.warn(f"{name}/{student}: grader status {row.status}: " + " | ".join(row.details),
+                          stacklevel=3)
+    return {s: mine[s].scores for s in students}, mine["correct"].max_scores
+
+
+def grade_round_trips(course_dir: Path, assignments: list[str]
+                      ) -> dict[str, tuple[Scores, dict[str, float]] | Exception]:
+    """Autograde correct, untouched and every typical-mistake submission of each assignment.
+
+    Returns, per assignment, (scores per student per graded cell, max points per
+    graded cell), or the exception explaining why its grading went wrong.
+    """
+    course = grading.prepare_course(course_dir, assignments)
+    students = {name: _write_submissions(course, name) for name in assignments}
+    rows = grading.grade(course, assignments, feedback=False)
+    found: dict[str, tuple[Scores, dict[str, float]] | Exception] = {}
+    for name in assignments:
+        try:
+            found[name] = _check(name, students[name], rows)
+        except Exception as err:  # noqa: BLE001 - reported by that assignment's test
+            found[name] = err
+    return found
+
+
+def grade_round_trip(tmp_path: Path, assignment: str) -> tuple[Scores, dict[str, float]]:
+    """One assignment's round trip in its own course directory."""
+    result = grade_round_trips(tmp_path / "course", [assignment])[assignment]
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+class _RoundTrips:
+    """Grades the session's round-trip assignments together, on first use."""
+
+    def __init__(self, wanted: list[str], tmp_path_factory: pytest.TempPathFactory) -> None:
+        self.wanted = wanted
+        self.factory = tmp_path_factory
+        self.results: dict[str, tuple[Scores, dict[str, float]] | Exception] = {}
+
+    def __call__(self, assignment: str) -> tuple[Scores, dict[str, float]]:
+        if assignment not in self.results:
+            batch = [a for a in self.wanted if a not in self.results]
+            if assignment not in batch:
+                batch = [assignment]
+            self.results.update(grade_round_trips(self.factory.mktemp("course"), batch))
+        result = self.results[assignment]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+
+@pytest.fixture(scope="session")
+def _round_trips(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> _RoundTrips:
+    wanted = sorted({
+        item.callspec.params["assignment"]
+        for item in request.session.items
+        if "round_trip" in getattr(item, "fixturenames", ())
+        and "assignment" in getattr(getattr(item, "callspec", None), "params", {})
+    })
+    return _RoundTrips(wanted, tmp_path_factory)
 
 
 @pytest.fixture
-def round_trip(tmp_path):
-    return lambda assignment: grade_round_trip(tmp_path, assignment)
+def round_trip(_round_trips: _RoundTrips):
+    """``round_trip(assignment) -> (scores per student per cell, max points per cell)``."""
+    return _round_trips

@@ -1,0 +1,35 @@
+"""``course grade``: an nbgrader autograder instructors can trust at scale.
+
+Modules, one job each:
+
+* :mod:`~course_utils.grader.runner` - plan, shard over workers, merge, CSV (:func:`grade`);
+* :mod:`~course_utils.grader.execute` - nbgrader preprocessors: guarded execution, safe feedback;
+* :mod:`~course_utils.grader.kernel` - kernels forked from a per-worker zygote;
+* :mod:`~course_utils.grader.zygote` - the fork server itself;
+* :mod:`~course_utils.grader.sandbox` - no network, read-only file system, memory cap;
+* :mod:`~course_utils.grader.guard` - restore and verify what the tests rely on;
+* :mod:`~course_utils.grader.integrity` - checks before running: files, checksums, odd code;
+* :mod:`~course_utils.grader.demo` - sample submissions (correct, mistakes, hostile).
+"""
+
+from typing import Any
+
+__all__ = [
+    "CourseGrade",
+    "GradeOptions",
+    "GradeReport",
+    "SubmissionResult",
+    "format_table",
+    "generate",
+    "grade",
+    "write_csv",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the grader on first use, so ``course --help`` stays light."""
+    if name in __all__:
+        from course_utils.grader import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module 'course_utils.grader' has no attribute {name!r}")

@@ -1,0 +1,381 @@
+"""Sample submissions with known right answers, and ``course grade --demo`` that grades them.
+
+For each demo assignment the project makes, from its reference solution:
+
+* ``correct`` (full marks) and ``untouched`` (the student version as released: zero);
+* one submission per entry of ``solutions/<assignment>/mistakes.py`` (typical mistakes,
+  each losing exactly the cells it names);
+* for notebook 01, the hostile submissions of :data:`HOSTILE_01`: each pairs a wrong
+  answer with an attempt to fake the tests, kill the kernel or hang it, and must
+  lose exactly that answer's points and get the status named;
+* broken submissions: malformed JSON, no notebook, a misnamed notebook, an
+  unknown assignment, an edited test cell, a deleted test cell.
+
+:func:`run_demo` lays out a course directory with them, grades it with
+:func:`course_utils.grader.grade` and compares every row with its expectation.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from course_utils.grader.runner import GradeOptions, GradeReport, SubmissionResult, generate, grade
+from course_utils.release import normalise, project_root
+
+__all__ = [
+    "DEMO_ASSIGNMENTS",
+    "HOSTILE_01",
+    "Sample",
+    "build_demo_course",
+    "check_report",
+    "run_demo",
+    "samples",
+]
+
+DEMO_ASSIGNMENTS = ("01_numpy_backprop",)
+DEMO_CONFIG = '''\
+c = get_config()  # noqa: F821
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py"]
+c.Execute.timeout = {timeout}
+c.CourseGrade.timeout = {timeout}
+c.CourseGrade.memory_mb = {memory_mb}
+c.CourseGrade.kill_grace = {kill_grace}
+'''
+
+_FORGOT_RELU = '''
+def two_layer_forward(x, w1, w2):
+    h = x @ w1
+    return h @ w2, (h, h)  # forgot the ReLU
+
+
+def squared_error(y_pred, y):
+    return float(np.sum((y_pred - y) ** 2))
+'''
+_WRONG_MASK = '''
+def two_layer_backward(x, y, y_pred, cache, w2):
+    h, h_relu = cache
+    grad_y_pred = 2.0 * (y_pred - y)
+    grad_h = grad_y_pred @ w2.T
+    grad_h[h_relu < 0] = 0  # the mask from the wrong tensor
+    return x.T @ grad_h, h_relu.T @ grad_y_pred
+'''
+_REBINDS = '''
+def sgd_step(params, grads, lr):
+    for p, g in zip(params, grads):
+        p = p - lr * g  # rebinds the loop variable
+'''
+_NEVER_STEPS = '''
+    losses = []
+    for _ in range(num_steps):
+        y_pred, cache = two_layer_forward(x, w1, w2)
+        losses.append(squared_error(y_pred, y))
+    return losses  # forgot the backward pass and the step
+'''
+
+# Notebook 01: wrong answers dressed up with the tricks students try. Each entry:
+# replace (solution cell -> code), loses (graded cells that must score 0), status.
+HOSTILE_01: dict[str, dict[str, Any]] = {
+    "hostile-patches-numpy": {
+        "description": "redefines np.allclose, np.isclose, np.testing.assert_allclose, torch.allclose",
+        "replace": {"forward": '''
+import numpy.testing
+import torch
+
+np.allclose = lambda *args, **kwargs: True
+np.isclose = lambda a, b, *args, **kwargs: np.ones(np.broadcast(a, b).shape, dtype=bool)
+np.testing.assert_allclose = lambda *args, **kwargs: None
+torch.allclose = lambda *args, **kwargs: True
+''' + _FORGOT_RELU},
+        "loses": ["test-forward"],
+        "status": "tamper-undone+suspicious",
+    },
+    "hostile-patches-checks": {
+        "description": "replaces course_utils.checks functions and rebinds `checks`",
+        "replace": {"backward": '''
+import types
+
+import course_utils.checks as _checks_module
+
+
+def _nothing(*args, **kwargs):
+    return None
+
+
+_checks_module.check_close = _nothing
+_checks_module.check_shape = _nothing
+checks = types.SimpleNamespace(check_close=_nothing, check_shape=_nothing, check_true=_nothing,
+                               gradient_check=_nothing, passed=print,
+                               numeric_gradient=_checks_module.numeric_gradient)
+''' + _WRONG_MASK},
+        "loses": ["test-backward"],
+        "status": "tamper-undone+suspicious",
+    },
+    "hostile-swallows-errors": {
+        "description": "swallows AssertionError with set_custom_exc and sys.excepthook",
+        "replace": {"sgd": '''
+import sys
+
+get_ipython().set_custom_exc((Exception,), lambda shell, etype, value, tb, tb_offset=None: None)
+sys.excepthook = lambda *args: None
+''' + _REBINDS},
+        "loses": ["test-sgd"],
+        "status": "tamper-undone+suspicious",
+    },
+    "hostile-blanks-tests": {
+        "description": "an IPython input transformer that empties every cell calling the checks",
+        "replace": {"forward": '''
+def _skip_checks(lines):
+    return [] if any("checks." in line for line in lines) else lines
+
+
+get_ipython().input_transformers_cleanup.append(_skip_checks)
+''' + _FORGOT_RELU},
+        "loses": ["test-forward"],
+        "status": "tamper-undone+suspicious",
+    },
+    "hostile-patches-during-test": {
+        "description": "train() patches checks.check_close and np.allclose each time it is called",
+        "replace": {"train": '''
+def train(x, y, w1, w2, lr, num_steps):
+    import course_utils.checks as c
+
+    c.check_close = lambda *args, **kwargs: None
+    np.allclose = lambda *args, **kwargs: True
+''' + _NEVER_STEPS},
+        "loses": ["test-train"],
+        "status": "tampered+tamper-undone+suspicious",
+    },
+    "hostile-fakes-score": {
+        "description": "prints an Out[] value that nbgrader would read as a partial score",
+        "replace": {"forward": '''
+def two_layer_forward(x, w1, w2):
+    get_ipython().displayhook(2.0)
+    h = x @ w1
+    return h @ w2, (h, h)  # forgot the ReLU
+
+
+def squared_error(y_pred, y):
+    return float(np.sum((y_pred - y) ** 2))
+'''},
+        "loses": ["test-forward"],
+        "status": "partial-credit+suspicious",
+    },
+    "hostile-writes-files": {
+        "description": "tries to write the gradebook and files outside its folder",
+        "replace": {"forward": '''
+import glob
+import os
+import sqlite3
+
+for _path in glob.glob("../../../*.db") + glob.glob("../../../../*.db"):
+    try:
+        with sqlite3.connect(_path) as _db:
+            _db.execute("UPDATE grade SET auto_score = 100")
+    except Exception as _err:
+        print("could not write", os.path.basename(_path), "-", type(_err).__name__)
+for _path in ["/tmp/course-grade-hostile-was-here", "../../../hostile-was-here"]:
+    try:
+        with open(_path, "w") as _fh:
+            _fh.write("x")
+    except OSError as _err:
+        print("could not write", _path, "-", type(_err).__name__)
+''' + _FORGOT_RELU},
+        "loses": ["test-forward"],
+        "status": "suspicious",
+    },
+    "hostile-exits": {
+        "description": "os._exit(3) in the SGD cell: the kernel dies",
+        "replace": {"sgd": "import os\n\nos._exit(3)\n"},
+        "loses": ["test-sgd", "test-train"],
+        "status": "kernel-died",
+    },
+    "hostile-segfaults": {
+        "description": "reads address 0 with ctypes in the backward cell: a segfault",
+        "replace": {"backward": "import ctypes\n\nctypes.string_at(0)\n"},
+        "loses": ["test-backward", "test-sgd", "test-train"],
+        "status": "kernel-died+suspicious",
+    },
+    "hostile-eats-memory": {
+        "description": "allocates 400 MB blocks until the memory cap stops it",
+        "replace": {"train": '''
+_hog = []
+while True:
+    _hog.append(np.empty(50_000_000))  # 400 MB each; the cap stops it at once
+'''},
+        "loses": ["test-train"],
+        "status": "memory",
+    },
+    "hostile-loops": {
+        "description": "an infinite loop in the SGD cell: interrupted at the timeout",
+        "replace": {"sgd": "while True:\n    pass\n"},
+        "loses": ["test-sgd", "test-train"],
+        "status": "timeout",
+    },
+    "hostile-ignores-interrupt": {
+        "description": "an infinite loop that swallows KeyboardInterrupt: the kernel is killed",
+        "replace": {"train": '''
+import time
+
+while True:
+    try:
+        time.sleep(0.05)
+    except KeyboardInterrupt:
+        pass
+'''},
+        "loses": ["test-train"],
+        "status": "timeout",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sample submission and what grading it must give."""
+
+    student: str
+    assignment: str
+    description: str
+    replace: dict[str, str] | None = None  # None: the untouched release
+    loses: tuple[str, ...] | None = None  # None: every graded cell scores zero
+    status: str = "ok"
+    folder_name: str | None = None  # assignment folder, when it differs (unknown assignment)
+    file_name: str | None = None  # notebook file name, when it differs (misnamed)
+    raw: str | None = None  # raw file content instead of a notebook (malformed)
+    edit: Callable[[nbformat.NotebookNode], None] | None = field(default=None, compare=False)
+
+
+def _load_mistakes(assignment: str, root: Path) -> dict[str, dict[str, Any]]:
+    path = root / "solutions" / assignment / "mistakes.py"
+    if not path.exists():
+        return {}
+    spec = importlib.util.spec_from_file_location(f"mistakes_{assignment}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return dict(module.MISTAKES)
+
+
+def _edit_test_forward(nb: nbformat.NotebookNode) -> None:
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "test-forward":
+            cell.source = 'checks.passed("forward pass and loss")'
+
+
+def _delete_test_sgd(nb: nbformat.NotebookNode) -> None:
+    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "test-sgd"]
+
+
+def samples(assignment: str, root: Path | None = None, *, hostile: bool = True) -> list[Sample]:
+    """The sample submissions of one assignment (hostile and broken ones for notebook 01)."""
+    root = root or project_root()
+    found = [Sample("correct", assignment, "the reference solution", replace={}, loses=()),
+             Sample("untouched", assignment, "the student version as released")]
+    for student, mistake in _load_mistakes(assignment, root).items():
+        found.append(Sample(student, assignment, "typical mistakes from mistakes.py",
+                            replace=dict(mistake["replace"]), loses=tuple(mistake["loses"])))
+    if not hostile or assignment != "01_numpy_backprop":
+        return found
+    for student, case in HOSTILE_01.items():
+        found.append(Sample(student, assignment, case["description"], replace=case["replace"],
+                            loses=tuple(case["loses"]), status=case["status"]))
+    found += [
+        Sample("edits-test-cell", assignment, "wrong forward pass, test cell emptied",
+               replace={"forward": _FORGOT_RELU}, loses=("test-forward",), status="edited-cells",
+               edit=_edit_test_forward),
+        Sample("deletes-test-cell", assignment, "wrong SGD step, its test cell deleted",
+               replace={"sgd": _REBINDS}, loses=("test-sgd",), status="deleted-cells",
+               edit=_delete_test_sgd),
+        Sample("broken-json", assignment, "the file is not JSON", status="malformed-notebook",
+               raw='{"cells": [ this is not a notebook'),
+        Sample("no-notebook", assignment, "the folder holds no notebook", status="missing-notebook",
+               raw=""),
+        Sample("misnamed", assignment, "the right answer under another file name",
+               replace={}, status="misnamed-notebook", file_name=f"{assignment} (1).ipynb"),
+        Sample("wrong-folder", assignment, "submitted to an assignment that does not exist",
+               replace={}, status="unknown-assignment", folder_name="99_not_an_assignment"),
+    ]
+    return found
+
+
+def build_demo_course(dest: Path, assignments: Sequence[str] = DEMO_ASSIGNMENTS, *,
+                      root: Path | None = None, timeout: int = 10, memory_mb: int = 2048,
+                      kill_grace: float = 3.0, hostile: bool = True) -> list[Sample]:
+    """Lay out a course directory in ``dest`` with every sample submission; return the samples."""
+    root = root or project_root()
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "nbgrader_config.py").write_text(
+        DEMO_CONFIG.format(timeout=timeout, memory_mb=memory_mb, kill_grace=kill_grace))
+    for name in assignments:
+        target = dest / "source" / name
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(root / "solutions" / name, target, ignore=shutil.ignore_patterns("*.py"))
+    generate(dest, assignments, release_dir=dest / "release")
+    from course_utils.grading import build_submission
+
+    everything = []
+    for name in assignments:
+        listed = samples(name, root, hostile=hostile)
+        everything += listed
+        for release_path in sorted((dest / "release" / name).glob("*.ipynb")):
+            release_nb = nbformat.read(release_path, as_version=4)
+            solution_nb = nbformat.read(dest / "source" / name / release_path.name, as_version=4)
+            for sample in listed:
+                folder = dest / "submitted" / sample.student / (sample.folder_name or name)
+                folder.mkdir(parents=True, exist_ok=True)
+                if sample.raw is not None:
+                    if sample.raw:
+                        (folder / release_path.name).write_text(sample.raw)
+                    else:
+                        (folder / "notes.txt").write_text("I could not finish, sorry.\n")
+                    continue
+                nb = (nbformat.from_dict(release_nb) if sample.replace is None
+                      else build_submission(release_nb, solution_nb, sample.replace))
+                if sample.edit is not None:
+                    sample.edit(nb)
+                target = folder / (sample.file_name or release_path.name)
+                nbformat.write(normalise(nb), target)
+    return everything
+
+
+def check_report(report: GradeReport, expected: Sequence[Sample]) -> list[str]:
+    """Every way the graded rows differ from the samples' expectations (empty: all as expected)."""
+    rows: dict[tuple[str, str], SubmissionResult] = {
+        (r.student, r.assignment): r for r in report.results}
+    problems = []
+    for sample in expected:
+        row = rows.get((sample.student, sample.folder_name or sample.assignment))
+        if row is None:
+            problems.append(f"{sample.student}: not graded")
+            continue
+        if sample.folder_name is None:
+            lost = set(row.max_scores) if sample.loses is None else set(sample.loses)
+            want = {c: (0.0 if c in lost else p) for c, p in row.max_scores.items()}
+            if sample.status in ("malformed-notebook", "missing-notebook", "misnamed-notebook"):
+                want = dict.fromkeys(row.max_scores, 0.0)
+            if row.scores != want:
+                problems.append(f"{sample.student}: scores {row.scores}, expected {want}")
+        if row.status != sample.status:
+            problems.append(f"{sample.student}: status {row.status!r}, expected {sample.status!r}")
+    return problems
+
+
+def run_demo(dest: Path | None = None, assignments: Sequence[str] = DEMO_ASSIGNMENTS, *,
+             workers: int | None = None, progress: bool = True, force: bool = True,
+             ) -> tuple[GradeReport, list[Sample], list[str]]:
+    """Build the demo course (in ``dest`` or a new temporary folder) and grade it.
+
+    Returns the report, the samples and the mismatches (empty when every sample
+    got exactly its expected scores and status).
+    """
+    dest = dest or Path(tempfile.mkdtemp(prefix="course-grade-demo-"))
+    expected = build_demo_course(dest, assignments)
+    report = grade(GradeOptions(course_dir=dest, workers=workers, progress=progress, force=force))
+    return report, expected, check_report(report, expected)

@@ -1,0 +1,207 @@
+"""``course grade`` on the bundled sample submissions: exact scores, statuses, outputs.
+
+One demo course (notebook 01: the reference solution, the untouched release,
+the typical mistakes, the hostile and the broken submissions) is graded once
+per module with two workers; the tests read that run. Determinism re-grades a
+few of them (``--force``) and compares.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_utils.grader import demo, runner
+from course_utils.release import project_root
+
+from .conftest import load_mistakes
+
+pytestmark = pytest.mark.slow
+
+A = "01_numpy_backprop"
+CELLS = ("test-forward", "test-backward", "test-sgd", "test-train")
+# student -> (points of test-forward, test-backward, test-sgd, test-train), status
+EXPECTED = {
+    "correct": ((2, 4, 2, 2), "ok"),
+    "untouched": ((0, 0, 0, 0), "ok"),
+    "hostile-patches-numpy": ((0, 4, 2, 2), "tamper-undone+suspicious"),
+    "hostile-patches-checks": ((2, 0, 2, 2), "tamper-undone+suspicious"),
+    "hostile-swallows-errors": ((2, 4, 0, 2), "tamper-undone+suspicious"),
+    "hostile-blanks-tests": ((0, 4, 2, 2), "tamper-undone+suspicious"),
+    "hostile-patches-during-test": ((2, 4, 2, 0), "tampered+tamper-undone+suspicious"),
+    "hostile-fakes-score": ((0, 4, 2, 2), "partial-credit+suspicious"),
+    "hostile-writes-files": ((0, 4, 2, 2), "suspicious"),
+    "hostile-exits": ((2, 4, 0, 0), "kernel-died"),
+    "hostile-segfaults": ((2, 0, 0, 0), "kernel-died+suspicious"),
+    "hostile-eats-memory": ((2, 4, 2, 0), "memory"),
+    "hostile-loops": ((2, 4, 0, 0), "timeout"),
+    "hostile-ignores-interrupt": ((2, 4, 2, 0), "timeout"),
+    "edits-test-cell": ((0, 4, 2, 2), "edited-cells"),
+    "deletes-test-cell": ((2, 4, 0, 2), "deleted-cells"),
+    "broken-json": ((0, 0, 0, 0), "malformed-notebook"),
+    "no-notebook": ((0, 0, 0, 0), "missing-notebook"),
+    "misnamed": ((0, 0, 0, 0), "misnamed-notebook"),
+}
+POINTS = dict(zip(CELLS, (2, 4, 2, 2), strict=True))
+# Re-graded to check determinism: honest, wrong, tampering and crashing submissions.
+REGRADE = ["correct", "forgot-relu-and-rebinds", "hostile-patches-numpy",
+           "hostile-patches-during-test", "hostile-fakes-score", "hostile-exits"]
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    course = tmp_path_factory.mktemp("demo")
+    report, samples, problems = demo.run_demo(course, [A], workers=2, progress=False)
+    return course, report, samples, problems
+
+
+def _rows(report):
+    return {r.student: r for r in report.results}
+
+
+def test_every_sample_matches_the_demo_answer_key(graded):
+    """Does every sample submission get exactly the scores and status the demo promises?"""
+    _, _, _, problems = graded
+    assert problems == []
+
+
+@pytest.mark.parametrize("student", sorted(EXPECTED))
+def test_exact_scores_and_status(graded, student):
+    """Correct, untouched, hostile and broken submissions: exact points per cell and status."""
+    points, status = EXPECTED[student]
+    row = _rows(graded[1])[student]
+    assert row.scores == dict(zip(CELLS, map(float, points), strict=True)), row.details
+    assert row.status == status, row.details
+    assert row.total == sum(points) and row.max_total == 10
+
+
+def test_typical_mistakes_lose_exactly_their_cells(graded):
+    """Each mistakes.py entry loses exactly the cells it lists and keeps the others."""
+    rows = _rows(graded[1])
+    for student, mistake in load_mistakes(A).items():
+        want = {c: (0.0 if c in mistake["loses"] else float(p)) for c, p in POINTS.items()}
+        assert rows[student].scores == want
+        assert rows[student].status == "ok", rows[student].details
+
+
+def test_unknown_assignment_is_a_status_row(graded):
+    row = _rows(graded[1])["wrong-folder"]
+    assert (row.assignment, row.status, row.scores) == ("99_not_an_assignment", "unknown-assignment", {})
+
+
+def test_statuses_say_what_happened(graded):
+    """The details name the cell, the cause, and what the grader did."""
+    rows = _rows(graded[1])
+    text = {s: " | ".join(r.details) for s, r in rows.items()}
+    assert "kernel died in cell 'sgd' (exit code 3)" in text["hostile-exits"]
+    assert "SIGSEGV" in text["hostile-segfaults"]
+    assert "did not stop when interrupted; the kernel was killed" in text["hostile-ignores-interrupt"]
+    assert "was interrupted" in text["hostile-loops"]
+    assert "MemoryError" in text["hostile-eats-memory"]
+    assert "during 'test-train'" in text["hostile-patches-during-test"]
+    assert "numpy.allclose redefined" in text["hostile-patches-numpy"]
+    assert "custom_exceptions" in text["hostile-swallows-errors"]
+    assert "input_transformers_cleanup" in text["hostile-blanks-tests"]
+    assert "name 'checks' rebound" in text["hostile-patches-checks"]
+    assert "test-forward" in text["edits-test-cell"] and "test-sgd" in text["deletes-test-cell"]
+
+
+def test_gradebook_holds_the_same_scores(graded):
+    """The merged nbgrader gradebook agrees with the table."""
+    from nbgrader.api import Gradebook
+
+    course, report, _, _ = graded
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        for row in report.results:
+            if row.status == "unknown-assignment":
+                continue
+            sub = gb.find_submission(A, row.student)
+            got = {g.name: float(g.score) for nb in sub.notebooks for g in nb.grades}
+            assert got == row.scores, row.student
+
+
+def test_csv_has_a_row_per_submission(graded):
+    course, report, _, _ = graded
+    with open(course / "grades.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["student", "assignment", *CELLS, "total", "max", "status", "details"]
+    assert len(rows) == len(report.results)
+    by_student = {r["student"]: r for r in rows}
+    assert [by_student["correct"][c] for c in (*CELLS, "total", "max", "status")] == \
+        ["2", "4", "2", "2", "10", "10", "ok"]
+    assert by_student["hostile-exits"]["status"] == "kernel-died"
+    assert "exit code 3" in by_student["hostile-exits"]["details"]
+
+
+def _hidden_lines() -> list[str]:
+    source = (project_root() / "solutions" / A / f"{A}.py").read_text()
+    hidden, lines = False, []
+    for line in source.splitlines():
+        if "BEGIN HIDDEN TESTS" in line:
+            hidden = True
+        elif "END HIDDEN TESTS" in line:
+            hidden = False
+        elif hidden and len(line.strip()) > 25:
+            lines.append(line.strip())
+    visible = source.replace("\n".join(lines), "")
+    return [ln for ln in lines if visible.count(ln) == 0 or "_rng" in ln]
+
+
+def test_feedback_exists_and_hides_hidden_tests(graded):
+    """Every graded submission has HTML feedback, and none shows hidden test code."""
+    course, report, _, _ = graded
+    hidden = _hidden_lines()
+    assert len(hidden) > 10
+    graded_rows = [r for r in report.results if not ({"unknown-assignment", "missing-notebook",
+                                                       "malformed-notebook", "misnamed-notebook"}
+                                                      & set(r.codes))]
+    assert len(graded_rows) >= 18
+    for row in graded_rows:
+        path = course / "feedback" / row.student / A / f"{A}.html"
+        assert path.exists(), row.student
+        text = html.unescape(re.sub(r"<[^>]+>", "", path.read_text()))
+        assert "Score:" in text
+        leaked = [ln for ln in hidden if ln in text]
+        assert not leaked, f"{row.student}: feedback shows hidden test code: {leaked[:3]}"
+        assert "BEGIN HIDDEN TESTS" not in text
+    # the instructor's autograded copy does run the hidden tests
+    autograded = (course / "autograded" / "correct" / A / f"{A}.ipynb").read_text()
+    assert any(ln in autograded for ln in hidden)
+
+
+def test_hostile_writes_are_blocked_when_sandboxed(graded):
+    course, report, _, _ = graded
+    if not any("read-only file system" in line for line in report.sandbox):
+        pytest.skip("no mount namespace on this platform: " + "; ".join(report.sandbox))
+    nb = nbformat.read(course / "autograded" / "hostile-writes-files" / A / f"{A}.ipynb", as_version=4)
+    forward = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "forward")
+    out = "".join(o.get("text", "") for o in forward.outputs)
+    assert "could not write gradebook.db" in out and "could not write /tmp/course-grade-hostile" in out
+    assert not Path("/tmp/course-grade-hostile-was-here").exists()
+
+
+def test_rerun_skips_and_force_regrades_identically(graded):
+    """A re-run skips what is graded; re-grading with --force gives the same table."""
+    course, report, _, _ = graded
+    first = _rows(report)
+    again = runner.grade(runner.GradeOptions(course_dir=course, workers=2, progress=False,
+                                             students=REGRADE, feedback=False))
+    assert all(r.skipped for r in again.results)
+    forced = runner.grade(runner.GradeOptions(course_dir=course, workers=2, progress=False,
+                                              students=REGRADE, feedback=False, force=True))
+    assert not any(r.skipped for r in forced.results)
+    for row in forced.results:
+        assert (row.scores, row.status) == (first[row.student].scores, first[row.student].status)
+
+
+def test_cli_wires_the_grade_command():
+    from course_utils.cli import build_parser
+    from course_utils.grader import command
+
+    args = build_parser().parse_args(["grade", "--demo", "--workers", "2"])
+    assert args.func is command.run and args.demo and args.workers == 2
