@@ -36,11 +36,13 @@ proof: code in the same process can in principle reach anything (``gc``,
 from __future__ import annotations
 
 import builtins
+import operator
 import sys
 import threading
 import types
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 __all__ = ["PROTECTED_PACKAGES", "Guard", "Snapshot", "install", "take_snapshot"]
@@ -51,6 +53,9 @@ REPLY_TYPE = "course_guard_reply"
 PROTECTED_PACKAGES = ("numpy", "torch")
 PROTECTED_MODULES = ("course_utils", "course_utils.checks", "course_utils.runtime")
 _MISSING = object()
+_CODE = operator.attrgetter("__code__")
+_DEFAULTS = operator.attrgetter("__defaults__")
+_KWDEFAULTS = operator.attrgetter("__kwdefaults__")
 _SHELL_ATTRS = (
     "custom_exceptions", "CustomTB", "InteractiveTB", "SyntaxTB", "compile", "events",
     "input_transformer_manager", "display_pub", "displayhook", "builtin_trap", "user_ns",
@@ -186,6 +191,10 @@ class Guard:
         self.sys_hooks = {name: getattr(sys, name) for name in
                           ("excepthook", "displayhook", "stdout", "stderr", "breakpointhook")}
         self.user_builtins = {k: v for k, v in shell.user_ns.items() if k in snapshot.builtins}
+        self._order = {name: (list(saved), list(saved.values()))
+                       for name, (_, saved) in snapshot.modules.items()}
+        self._functions = tuple(map(list, zip(*snapshot.functions, strict=True))) \
+            if snapshot.functions else ([], [], [], [])
 
     # -- one check: compare every piece of state, optionally restoring it -------------------
     def check(self, restore: bool, bindings: Sequence[Sequence[Any]] = ()) -> list[str]:
@@ -206,6 +215,12 @@ class Guard:
                 if restore:
                     sys.modules[name] = module
             current = vars(module)
+            keys, values = self._order[name]
+            count = len(keys)
+            # Fast path, at C speed: nothing rebound or deleted (new names only append).
+            if len(current) >= count and all(map(operator.is_, islice(current.values(), count), values)) \
+                    and all(map(operator.is_, islice(current.keys(), count), keys)):
+                continue
             # numpy and torch keep private caches and flags in module globals: only their
             # public names are compared. The course's own modules are compared in full.
             public_only = name not in PROTECTED_MODULES
@@ -218,12 +233,17 @@ class Guard:
                         current[key] = value
 
     def _check_functions(self, restore: bool, changes: list[str]) -> None:
-        for fn, code, defaults, kwdefaults in self.snapshot.functions:
-            if fn.__code__ is not code or fn.__defaults__ is not defaults or \
-                    fn.__kwdefaults__ is not kwdefaults:
+        fns, codes, defaults, kwdefaults = self._functions
+        if all(map(operator.is_, map(_CODE, fns), codes)) and \
+                all(map(operator.is_, map(_DEFAULTS, fns), defaults)) and \
+                all(map(operator.is_, map(_KWDEFAULTS, fns), kwdefaults)):
+            return
+        for fn, code, default, kwdefault in self.snapshot.functions:
+            if fn.__code__ is not code or fn.__defaults__ is not default or \
+                    fn.__kwdefaults__ is not kwdefault:
                 changes.append(f"code of {fn.__module__}.{fn.__qualname__} replaced")
                 if restore:
-                    fn.__code__, fn.__defaults__, fn.__kwdefaults__ = code, defaults, kwdefaults
+                    fn.__code__, fn.__defaults__, fn.__kwdefaults__ = code, default, kwdefault
 
     def _check_classes(self, restore: bool, changes: list[str]) -> None:
         for cls, saved in self.snapshot.classes + self.class_dicts:

@@ -525,7 +525,6 @@ class _Worker:
         from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
         from nbgrader.preprocessors import (
             AssignLatePenalties,
-            CheckCellMetadata,
             GetGrades,
             IgnorePattern,
             LimitOutput,
@@ -542,9 +541,11 @@ class _Worker:
         cfg.CourseDirectory.autograded_directory = "autograded"
         cfg.CourseDirectory.feedback_directory = "feedback"
         cfg.CourseDirectory.db_url = f"sqlite:///{self.db}"
+        # nbgrader's own list with Execute replaced; CheckCellMetadata already ran when
+        # the submission was sanitized (its JSON-schema check costs a second per notebook).
         cfg.Autograde.autograde_preprocessors = [
             GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
-            SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
+            SaveAutoGrades, AssignLatePenalties,
         ]
         cfg.GuardedExecute.timeout = info.timeout
         cfg.GuardedExecute.kill_grace = self.s.kill_grace

@@ -38,10 +38,15 @@ from typing import Any
 
 __all__ = ["main"]
 
-# torch._dynamo rebinds torch.manual_seed when first imported: import it before the
-# guard's snapshot so that rebinding is part of the baseline, not a finding.
-BASE_PRELOAD = ("ipykernel.kernelapp", "IPython", "numpy", "numpy.testing", "torch", "torch._dynamo",
-                "matplotlib", "matplotlib.pyplot", "matplotlib_inline.backend_inline")
+# torch._dynamo rebinds torch.manual_seed when first imported (``setup()`` imports it):
+# import it before the guard's snapshot so that rebinding is part of the baseline. The
+# ipykernel modules are the ones IPKernelApp.initialize() imports (its debugger included).
+BASE_PRELOAD = (
+    "ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.debugger",
+    "debugpy.server", "IPython", "sqlite3", "pdb", "numpy", "numpy.testing", "torch",
+    "torch._dynamo", "matplotlib", "matplotlib.pyplot", "matplotlib.backends.backend_agg",
+    "matplotlib_inline.backend_inline",
+)
 
 
 def _write_status(path: str, returncode: int) -> None:
