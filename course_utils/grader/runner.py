@@ -1041,7 +1041,8 @@ def _grade_locked(course: _Course, limits: CourseGrade, options: GradeOptions,
     _write_json(_state_file(course, "status.json"), statuses)
     results = [rows[p] for p in pairs if p in rows]
     csv_path = Path(options.csv_path) if options.csv_path else course.root / "grades.csv"
-    write_csv(results, csv_path)
+    if results:
+        write_csv(results, csv_path)
     return GradeReport(results=results, csv_path=csv_path, course_dir=course.root,
                        wall_s=round(time.perf_counter() - started, 2), workers=workers,
                        sandbox=sandbox_lines, warnings=problems)
