@@ -1,0 +1,822 @@
+# %% [markdown] nbgrader={"grade": false, "grade_id": "intro", "locked": true, "schema_version": 3, "solution": false}
+# # 09 · CIFAR-10: one convnet three ways, then your own
+#
+# We train image classifiers on the real CIFAR-10 data set: 50,000 training and 10,000
+# test images of 32x32 pixels in 10 classes. First the same small convolutional network is
+# built three ways, from bare tensors to `nn.Sequential`, so you see what each layer of
+# PyTorch's API does for you. Then you measure it properly (accuracy, per class, a
+# confusion matrix) and finally design your own network and training recipe to reach a
+# target test accuracy.
+#
+# **Learning goals**
+# 1. Measure accuracy correctly: `model.eval()`, `torch.no_grad()`, counting over every sample.
+# 2. Barebones PyTorch: parameters as tensors with Kaiming initialisation, a functional forward pass.
+# 3. The `nn.Module` API, and a training loop with a progress bar.
+# 4. The `nn.Sequential` API.
+# 5. Read a classifier's mistakes: per-class accuracy, the confusion matrix, sample predictions.
+# 6. Design a network and a training recipe that reach a target accuracy within a time limit.
+#
+# Every exercise has a **self-check** you can run as often as you like, and a graded cell
+# (with hidden tests) that the autograder runs. No graded cell depends on a long training run.
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "setup-md", "locked": true, "schema_version": 3, "solution": false}
+# ## Setup
+# `COURSE_FAST=1` (used by the tests) trains on 4,000 images and tests on 2,000 so the
+# notebook runs in about a minute; the full run uses 49,000 training images (1,000 are held out
+# for validation) and the whole test set.
+
+# %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false}
+import copy
+import math
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from course_utils import budget, checks, cifar, setup
+
+config = setup(seed=0)
+device = config.device
+dtype = torch.float32
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "data-md", "locked": true, "schema_version": 3, "solution": false}
+# ## The data
+#
+# Notebook 08 showed that keeping the images as one uint8 tensor and preprocessing whole
+# batches is far faster than per-image PIL transforms. `course_utils.cifar` packages that:
+# `cifar.load_tensors` reads CIFAR-10 (through `torchvision.datasets.CIFAR10`) into a uint8
+# tensor `(N, 3, 32, 32)` and int64 labels, and `cifar.TensorLoader` yields normalised
+# float32 batches already on `device`, like a `DataLoader` would. We hold out 1,000
+# training images for validation: the test set is only for the very end.
+
+# %% nbgrader={"grade": false, "grade_id": "data", "locked": true, "schema_version": 3, "solution": false}
+x_all, y_all = cifar.load_tensors(train=True, n=budget(full=None, fast=5_000))
+order = torch.randperm(len(y_all), generator=torch.Generator().manual_seed(config.seed))
+x_val, y_val = x_all[order[:1000]], y_all[order[:1000]]
+x_train, y_train = x_all[order[1000:]], y_all[order[1000:]]
+x_test, y_test = cifar.load_tensors(train=False, n=budget(full=None, fast=2_000))
+
+loader_train = cifar.TensorLoader(x_train, y_train, batch_size=64, shuffle=True, drop_last=True, device=device)
+loader_val = cifar.TensorLoader(x_val, y_val, batch_size=500, device=device)
+loader_test = cifar.TensorLoader(x_test, y_test, batch_size=500, device=device)
+print(f"train {tuple(x_train.shape)}, validation {tuple(x_val.shape)}, test {tuple(x_test.shape)}; "
+      f"{len(loader_train)} training batches of 64")
+x_batch, y_batch = next(iter(loader_train))
+print(f"a batch: x {tuple(x_batch.shape)} {x_batch.dtype} on {x_batch.device}, y {tuple(y_batch.shape)} {y_batch.dtype}")
+print("classes:", ", ".join(cifar.CLASSES))
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "accuracy-md", "locked": true, "schema_version": 3, "solution": false}
+# ## Exercise 1 · Measuring accuracy (2 points)
+#
+# Implement `check_accuracy(loader, model)`: the fraction of samples in `loader` whose
+# highest score is the true class, as a Python `float` between 0 and 1. Also print
+# `Got 812 / 1000 correct (81.20%)`. Three classic slips, each of which the checks name:
+# * **evaluation mode**: call `model.eval()` first. Layers such as dropout and BatchNorm
+#   behave differently while training; in training mode the measured accuracy is not the
+#   model's, and BatchNorm even updates its statistics from the evaluation data.
+# * **no autograd**: evaluate under `with torch.no_grad():`; recording the graph for
+#   every batch wastes time and memory for gradients nobody will use.
+# * **count, then divide once**: sum the correct predictions and the samples over all
+#   batches. The mean of per-batch accuracies is wrong when the last batch is smaller, and
+#   `num_correct // num_samples` (integer division) is 0 for anything below 100%.
+
+# %% nbgrader={"grade": false, "grade_id": "check-accuracy", "locked": false, "schema_version": 3, "solution": true}
+def check_accuracy(loader, model):
+    """Accuracy of model over every (x, y) batch of loader, as a float in [0, 1]."""
+    ### BEGIN SOLUTION
+    model.eval()
+    num_correct, num_samples = 0, 0
+    with torch.no_grad():
+        for x, y in loader:
+            preds = model(x).argmax(dim=1)
+            num_correct += (preds == y).sum().item()
+            num_samples += y.numel()
+    acc = num_correct / num_samples
+    print(f"Got {num_correct} / {num_samples} correct ({100 * acc:.2f}%)")
+    return acc
+    ### END SOLUTION
+
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "accuracy-check-md", "locked": true, "schema_version": 3, "solution": false}
+# **Self-check** with a stand-in model whose answers we know: in evaluation mode it predicts
+# the class written in the first input feature, in training mode it is always wrong, and
+# it records whether autograd was on. Batches of 3, 3 and 2 samples with 3, 1 and 0 correct:
+# the accuracy is 4/8 = 0.5 (the mean of the batch accuracies would be 4/9).
+
+# %% nbgrader={"grade": false, "grade_id": "accuracy-check", "locked": true, "schema_version": 3, "solution": false}
+class ProbeModel(nn.Module):
+    """Predicts class int(x[:, 0]) in eval mode (off by one in train mode); logs autograd state."""
+
+    def __init__(self, num_classes=3):
+        super().__init__()
+        self.num_classes = num_classes
+        self.scale = nn.Parameter(torch.ones(()))
+        self.grad_enabled = []
+
+    def forward(self, x):
+        self.grad_enabled.append(torch.is_grad_enabled())
+        cls = x[:, 0].long()
+        if self.training:
+            cls = (cls + 1) % self.num_classes
+        return F.one_hot(cls, self.num_classes).to(x.dtype) * self.scale
+
+
+def probe_batches(guesses, labels, sizes):
+    """Split (guess, label) pairs into (x, y) batches of the given sizes."""
+    x, y = torch.tensor(guesses, dtype=torch.float32)[:, None], torch.tensor(labels)
+    return list(zip(x.split(sizes), y.split(sizes)))
+
+
+probe = ProbeModel()
+probe.train()
+acc = check_accuracy(probe_batches([0, 1, 2, 0, 0, 0, 1, 2], [0, 1, 2, 0, 1, 2, 0, 0], [3, 3, 2]), probe)
+checks.check_true("returns a float", isinstance(acc, float),
+                  f"check_accuracy should return a Python float, got {type(acc).__name__}: use .item() and "
+                  "float division.")
+checks.check_close(
+    "accuracy", acc, 0.5,
+    mistakes={"integer division: num_correct // num_samples": 0.0,
+              "mean of per-batch accuracies instead of counting over all samples": 4 / 9,
+              "model.eval() missing: the model was evaluated in training mode": 2 / 8},
+)
+checks.check_true("torch.no_grad()", not any(probe.grad_enabled),
+                  "autograd was recording during evaluation: wrap the loop in `with torch.no_grad():`.")
+
+# %% nbgrader={"grade": true, "grade_id": "test-check-accuracy", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+# Graded: check_accuracy (hidden tests: other batch sizes, a model left in training mode).
+_probe = ProbeModel()
+assert abs(check_accuracy(probe_batches([0, 1], [0, 1], [2]), _probe) - 1.0) < 1e-12
+### BEGIN HIDDEN TESTS
+for _guesses, _labels, _sizes, _expected in [
+    ([0, 1, 2, 3, 0, 1, 2, 3, 3], [0, 1, 2, 3, 1, 2, 3, 0, 3], [4, 4, 1], 5 / 9),
+    ([1, 1, 1, 1, 1, 0, 2], [1, 0, 1, 0, 1, 0, 2], [5, 2], 5 / 7),
+    ([2] * 10, [2] * 3 + [0] * 7, [3, 3, 3, 1], 0.3),
+]:
+    _probe = ProbeModel(num_classes=4)
+    _probe.train()
+    _acc = check_accuracy(probe_batches(_guesses, _labels, _sizes), _probe)
+    assert isinstance(_acc, float), f"check_accuracy should return a float, got {type(_acc).__name__}"
+    assert abs(_acc - _expected) < 1e-9, f"expected accuracy {_expected:.4f}, got {_acc:.4f}"
+    assert not any(_probe.grad_enabled), "evaluation must run under torch.no_grad()"
+### END HIDDEN TESTS
+checks.passed("check_accuracy")
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "barebones-md", "locked": true, "schema_version": 3, "solution": false}
+# ## Part 1 · Barebones PyTorch
+#
+# The network, in all three parts of this notebook:
+#
+# | layer | shape of the weights | output for a 32x32 input |
+# |---|---|---|
+# | conv 5x5, padding 2, `channel_1` filters, ReLU | `(channel_1, 3, 5, 5)`, bias `(channel_1,)` | `(N, channel_1, 32, 32)` |
+# | conv 3x3, padding 1, `channel_2` filters, ReLU | `(channel_2, channel_1, 3, 3)`, bias `(channel_2,)` | `(N, channel_2, 32, 32)` |
+# | flatten, fully connected | `(num_classes, channel_2 * 32 * 32)`, bias `(num_classes,)` | `(N, num_classes)` |
+#
+# The padding keeps height and width unchanged, so the flattened size is
+# `channel_2 * 32 * 32`. Weights follow PyTorch's convention: output features first, as in
+# `nn.Linear` and `F.linear(x, w, b) = x @ w.T + b`.
+#
+# ## Exercise 2 · Initialisation (2 points)
+#
+# Parameters are plain tensors with `requires_grad=True`. Implement
+# * `random_weight(shape)`: **Kaiming** (He) normal initialisation, entries drawn from
+#   $\mathcal{N}(0, 2/\text{fan\_in})$, where fan_in, the number of inputs feeding one output, is
+#   the product of all dimensions but the first (`3 * 5 * 5` for a `(32, 3, 5, 5)` conv
+#   weight, `in_features` for an `(out, in)` fully connected weight). With this scale the
+#   signal keeps its size through ReLU layers.
+# * `zero_weight(shape)`: zeros (for biases).
+#
+# Both return float32 tensors (`dtype`) on `device` that are **leaves** requiring grad. The
+# trap: `torch.randn(shape, requires_grad=True) * scale` is the *result* of a multiplication,
+# not a leaf. Its `.grad` stays `None` after `backward()`, and the update fails. Scale
+# first, then call `.requires_grad_()`.
+
+# %% nbgrader={"grade": false, "grade_id": "init", "locked": false, "schema_version": 3, "solution": true}
+def random_weight(shape):
+    """Kaiming-normal weights: N(0, 2 / fan_in), fan_in = prod(shape[1:]); a leaf requiring grad."""
+    ### BEGIN SOLUTION
+    fan_in = math.prod(shape[1:])
+    w = torch.randn(shape, device=device, dtype=dtype) * math.sqrt(2.0 / fan_in)
+    return w.requires_grad_()
+    ### END SOLUTION
+
+
+def zero_weight(shape):
+    """Zeros of the given shape; a leaf requiring grad."""
+    ### BEGIN SOLUTION
+    return torch.zeros(shape, device=device, dtype=dtype, requires_grad=True)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": false, "grade_id": "init-check", "locked": true, "schema_version": 3, "solution": false}
+torch.manual_seed(0)
+w_fc = random_weight((200, 50))
+checks.check_tensor("random_weight", w_fc, shape=(200, 50), dtype=torch.float32, device=device)
+checks.check_true("a leaf that requires grad", w_fc.is_leaf and w_fc.requires_grad,
+                  "the weight must be a leaf tensor with requires_grad=True. "
+                  + ("It is not a leaf: you multiplied after creating it with requires_grad=True. "
+                     "Scale first, then call .requires_grad_()." if not w_fc.is_leaf else ""))
+checks.check_close("mean of the entries", w_fc.mean(), 0.0, atol=0.01)
+checks.check_close("std for fan_in = 50", w_fc.std(), math.sqrt(2 / 50), rtol=0.05,
+                   mistakes={"fan_in taken from shape[0] (that is fan_out)": math.sqrt(2 / 200),
+                             "the variance 2 / fan_in used as the standard deviation (missing sqrt)": 2 / 50,
+                             "plain standard normal, no Kaiming scaling": 1.0})
+w_conv = random_weight((16, 8, 3, 3))
+checks.check_close("std of a conv weight (fan_in = 8 * 3 * 3)", w_conv.std(), math.sqrt(2 / 72), rtol=0.1,
+                   mistakes={"fan_in taken from shape[0] (that is fan_out)": math.sqrt(2 / 16),
+                             "fan_in taken from shape[1] only, ignoring the kernel size": math.sqrt(2 / 8)})
+b = zero_weight((7,))
+checks.check_tensor("zero_weight", b, shape=(7,), dtype=torch.float32, device=device)
+checks.check_true("zeros, leaf, requires grad", bool((b == 0).all()) and b.is_leaf and b.requires_grad,
+                  "zero_weight should return zeros that are a leaf with requires_grad=True.")
+
+# %% nbgrader={"grade": true, "grade_id": "test-init", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+# Graded: random_weight and zero_weight (hidden tests: other shapes and fan-ins).
+assert random_weight((3, 4)).shape == (3, 4) and zero_weight((5,)).shape == (5,)
+### BEGIN HIDDEN TESTS
+torch.manual_seed(99)
+for _shape in [(64, 3, 5, 5), (8, 64, 3, 3), (10, 4096), (300, 30)]:
+    _w = random_weight(_shape)
+    assert tuple(_w.shape) == _shape, f"shape {tuple(_w.shape)} instead of {_shape}"
+    assert _w.dtype == torch.float32 and _w.device.type == device.type, "float32 on device"
+    assert _w.is_leaf and _w.requires_grad, "random_weight must return a leaf that requires grad"
+    _expected = math.sqrt(2 / math.prod(_shape[1:]))
+    _std, _mean = _w.detach().std().item(), _w.detach().mean().item()  # (nbgrader counts warnings as failures)
+    assert abs(_std / _expected - 1) < 0.06, f"std {_std:.4f}, expected {_expected:.4f} for {_shape}"
+    assert abs(_mean) < 0.1 * _expected, "the mean should be 0"
+_w1, _w2 = random_weight((50, 50)), random_weight((50, 50))
+assert not torch.equal(_w1, _w2), "random_weight must draw fresh random numbers"
+(_w1.sum() * 2).backward()
+assert _w1.grad is not None and torch.allclose(_w1.grad, torch.full_like(_w1, 2.0)), "gradient does not reach the weight"
+for _shape in [(3,), (2, 5), (4, 3, 2, 2)]:
+    _b = zero_weight(_shape)
+    assert tuple(_b.shape) == _shape and bool((_b == 0).all()), "zero_weight: zeros of the right shape"
+    assert _b.is_leaf and _b.requires_grad and _b.dtype == torch.float32, "zero_weight: float32 leaf requiring grad"
+### END HIDDEN TESTS
+checks.passed("random_weight and zero_weight")
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "forward-md", "locked": true, "schema_version": 3, "solution": false}
+# ## Exercise 3 · The forward pass, functionally (2 points)
+#
+# Implement `three_layer_convnet(x, params)` with `params = [conv_w1, conv_b1, conv_w2,
+# conv_b2, fc_w, fc_b]`, using `F.conv2d(x, weight, bias, padding=...)`, `F.relu`,
+# `torch.flatten(x, 1)` (keeps the batch dimension) and `F.linear`. Return the raw scores
+# `(N, num_classes)`, no softmax: the loss applies it. If the fully connected layer
+# complains about its input size, check the padding and the flatten.
+
+# %% nbgrader={"grade": false, "grade_id": "barebones", "locked": false, "schema_version": 3, "solution": true}
+def three_layer_convnet(x, params):
+    """Scores of conv5x5(pad 2) -> ReLU -> conv3x3(pad 1) -> ReLU -> flatten -> fully connected."""
+    conv_w1, conv_b1, conv_w2, conv_b2, fc_w, fc_b = params
+    ### BEGIN SOLUTION
+    h1 = F.relu(F.conv2d(x, conv_w1, conv_b1, padding=2))
+    h2 = F.relu(F.conv2d(h1, conv_w2, conv_b2, padding=1))
+    return F.linear(torch.flatten(h2, 1), fc_w, fc_b)
+    ### END SOLUTION
+
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "forward-check-md", "locked": true, "schema_version": 3, "solution": false}
+# **Self-check** by properties that need no reference implementation: the output shape;
+# with all-zero weights the scores are exactly the final bias; and with positive inputs,
+# negative first-layer filters and a negative first bias, the ReLU zeroes everything, so the
+# second layer sees zeros and its ReLU passes `relu(conv_b2)` on.
+
+# %% nbgrader={"grade": false, "grade_id": "forward-check", "locked": true, "schema_version": 3, "solution": false}
+def make_params(channel_1=6, channel_2=4, num_classes=10, size=32):
+    return [random_weight((channel_1, 3, 5, 5)), zero_weight((channel_1,)),
+            random_weight((channel_2, channel_1, 3, 3)), zero_weight((channel_2,)),
+            random_weight((num_classes, channel_2 * size * size)), zero_weight((num_classes,))]
+
+
+torch.manual_seed(0)
+x_probe = torch.rand(2, 3, 32, 32, device=device)
+scores = checks.check_forward_shape("three_layer_convnet", lambda x: three_layer_convnet(x, make_params()), x_probe, (2, 10))
+with torch.no_grad():
+    zero_params = [torch.zeros_like(p) for p in make_params()]
+    zero_params[5] = torch.arange(10.0, device=device)
+    checks.check_close("all-zero weights give the final bias", three_layer_convnet(x_probe, zero_params),
+                       torch.arange(10.0).expand(2, 10))
+    relu_params = make_params()
+    relu_params[0] = -relu_params[0].abs()
+    relu_params[1] = -torch.ones(6, device=device)
+    relu_params[3] = torch.tensor([1.0, -1.0, 2.0, -2.0], device=device)
+    fc_w = relu_params[4]
+    after_relu = torch.tensor([1.0, 0.0, 2.0, 0.0], device=device).repeat_interleave(32 * 32)
+    checks.check_close(
+        "ReLUs in the right places", three_layer_convnet(x_probe, relu_params), (fc_w @ after_relu).expand(2, 10),
+        rtol=1e-4, atol=1e-4,
+        mistakes={"the second ReLU is missing": (fc_w @ torch.tensor([1.0, -1.0, 2.0, -2.0], device=device)
+                                                 .repeat_interleave(32 * 32)).expand(2, 10)},
+    )
+
+# %% nbgrader={"grade": true, "grade_id": "test-barebones", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+# Graded: three_layer_convnet (hidden tests: other sizes, against a reference).
+checks.check_shape("scores", three_layer_convnet(x_probe, make_params()), (2, 10), quiet=True)
+### BEGIN HIDDEN TESTS
+torch.manual_seed(7)
+for _c1, _c2, _k, _n in [(5, 3, 7, 4), (2, 6, 3, 1)]:
+    _p = [torch.randn(_c1, 3, 5, 5), torch.randn(_c1), torch.randn(_c2, _c1, 3, 3), torch.randn(_c2),
+          torch.randn(_k, _c2 * 8 * 8), torch.randn(_k)]
+    _p = [t.to(device) for t in _p]
+    _x = torch.randn(_n, 3, 8, 8, device=device)
+    _h = torch.relu(torch.nn.functional.conv2d(_x, _p[0], _p[1], padding=2))
+    _h = torch.relu(torch.nn.functional.conv2d(_h, _p[2], _p[3], padding=1))
+    _ref = _h.reshape(_n, -1) @ _p[4].T + _p[5]
+    checks.check_close("hidden scores", three_layer_convnet(_x, _p), _ref, rtol=1e-4, atol=1e-3, quiet=True)
+### END HIDDEN TESTS
+checks.passed("three_layer_convnet")
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "barebones-train-md", "locked": true, "schema_version": 3, "solution": false}
+# ### Training it by hand
+#
+# The loop below is given. Note the three steps after `backward()`: the update happens
+# under `torch.no_grad()` (it must not become part of the graph), **in place** (`w -= ...`,
+# so the tensors in `params` change), and the gradient is cleared afterwards (`backward()`
+# adds to `.grad`). `FunctionalModel` wraps a function and its parameters as an `nn.Module`,
+# only so `check_accuracy` can call `.eval()` on it.
+
+# %% nbgrader={"grade": false, "grade_id": "barebones-train", "locked": true, "schema_version": 3, "solution": false}
+class FunctionalModel(nn.Module):
+    """model_fn(x, params) as a module (the params stay plain tensors owned by the caller)."""
+
+    def __init__(self, model_fn, params):
+        super().__init__()
+        self.model_fn, self.params = model_fn, params
+
+    def forward(self, x):
+        return self.model_fn(x, self.params)
+
+
+def train_barebones(model_fn, params, loader, learning_rate, epochs=1):
+    for epoch in range(epochs):
+        for x, y in tqdm(loader, desc=f"barebones epoch {epoch + 1}/{epochs}", leave=False):
+            loss = F.cross_entropy(model_fn(x, params), y)
+            loss.backward()
+            with torch.no_grad():
+                for w in params:
+                    w -= learning_rate * w.grad
+                    w.grad = None
+    return loss.item()
+
+
+EPOCHS = budget(full=2, fast=1)
+CHANNEL_1, CHANNEL_2 = 32, 16
+torch.manual_seed(0)
+params = make_params(CHANNEL_1, CHANNEL_2)
+start = time.perf_counter()
+last_loss = train_barebones(three_layer_convnet, params, loader_train, learning_rate=3e-3, epochs=EPOCHS)
+print(f"barebones: last batch loss {last_loss:.3f} after {time.perf_counter() - start:.1f} s")
+barebones_acc = check_accuracy(loader_val, FunctionalModel(three_layer_convnet, params))
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "module-md", "locked": true, "schema_version": 3, "solution": false}
+# ## Part 2 · The `nn.Module` API
+#
+# ## Exercise 4 · `ThreeLayerConvNet` (2 points)
+#
+# The same network as a module. In `__init__` create the layers as attributes named
+# `conv1`, `conv2` and `fc` (`nn.Conv2d`, `nn.Linear`), so `parameters()` finds them, and
+# initialise each layer's weight with `nn.init.kaiming_normal_` and its bias with
+# `nn.init.zeros_`. The layers' default initialisation is scaled for other activations
+# and trains more slowly here. `forward` applies them with ReLUs in between, as in
+# Exercise 3. Assume 32x32 inputs.
+
+# %% nbgrader={"grade": false, "grade_id": "module", "locked": false, "schema_version": 3, "solution": true}
+class ThreeLayerConvNet(nn.Module):
+    def __init__(self, in_channel, channel_1, channel_2, num_classes):
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.conv1 = nn.Conv2d(in_channel, channel_1, kernel_size=5, padding=2)
+        self.conv2 = nn.Conv2d(channel_1, channel_2, kernel_size=3, padding=1)
+        self.fc = nn.Linear(channel_2 * 32 * 32, num_classes)
+        for layer in (self.conv1, self.conv2, self.fc):
+            nn.init.kaiming_normal_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        ### END SOLUTION
+
+    def forward(self, x):
+        ### BEGIN SOLUTION
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        return self.fc(torch.flatten(x, 1))
+        ### END SOLUTION
+
+
+# %% nbgrader={"grade": false, "grade_id": "module-check", "locked": true, "schema_version": 3, "solution": false}
+torch.manual_seed(0)
+net = ThreeLayerConvNet(3, 12, 8, 10)
+checks.check_registered("ThreeLayerConvNet", net)
+checks.check_forward_shape("ThreeLayerConvNet", net, torch.zeros(64, 3, 32, 32), (64, 10))
+n_params = sum(p.numel() for p in net.parameters())
+checks.check_true("parameter count", n_params == (12 * 3 * 25 + 12) + (8 * 12 * 9 + 8) + (10 * 8 * 32 * 32 + 10),
+                  f"expected {(12 * 3 * 25 + 12) + (8 * 12 * 9 + 8) + (10 * 8 * 32 * 32 + 10)} parameters "
+                  f"(conv1 + conv2 + fc, weights and biases), got {n_params}.")
+checks.check_close("conv1 weight std (Kaiming: sqrt(2 / fan_in), fan_in = 3 * 5 * 5)",
+                   net.conv1.weight.std(), math.sqrt(2 / 75), rtol=0.12,
+                   mistakes={"the layer's default initialisation: use nn.init.kaiming_normal_":
+                             math.sqrt(1 / (3 * 75))})
+checks.check_true("zero biases", all(bool((m.bias == 0).all()) for m in (net.conv1, net.conv2, net.fc)),
+                  "initialise every bias with nn.init.zeros_.")
+
+# %% nbgrader={"grade": true, "grade_id": "test-module", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+# Graded: ThreeLayerConvNet (hidden tests: other sizes, initialisation statistics, the forward pass).
+assert ThreeLayerConvNet(3, 4, 2, 5)(torch.zeros(1, 3, 32, 32)).shape == (1, 5)
+### BEGIN HIDDEN TESTS
+torch.manual_seed(11)
+_net = ThreeLayerConvNet(3, 64, 32, 10)
+assert sum(p.numel() for p in _net.parameters()) == 64 * 75 + 64 + 32 * 64 * 9 + 32 + 10 * 32 * 1024 + 10, "parameter count"
+for _layer, _fan_in in [(_net.conv1, 75), (_net.conv2, 576), (_net.fc, 32 * 1024)]:
+    _std = _layer.weight.detach().std().item()
+    assert abs(_std / math.sqrt(2 / _fan_in) - 1) < 0.08, f"weight std {_std:.4f}, Kaiming wants {math.sqrt(2 / _fan_in):.4f}"
+    assert bool((_layer.bias == 0).all()), "biases must start at zero"
+_net = ThreeLayerConvNet(2, 5, 3, 4)
+with torch.no_grad():
+    for _p in _net.parameters():
+        _p.normal_()
+_x = torch.randn(3, 2, 32, 32)
+_h = torch.relu(torch.nn.functional.conv2d(_x, _net.conv1.weight, _net.conv1.bias, padding=2))
+_h = torch.relu(torch.nn.functional.conv2d(_h, _net.conv2.weight, _net.conv2.bias, padding=1))
+checks.check_close("hidden forward", _net(_x), _h.reshape(3, -1) @ _net.fc.weight.T + _net.fc.bias,
+                   rtol=1e-4, atol=1e-3, quiet=True)
+### END HIDDEN TESTS
+checks.passed("ThreeLayerConvNet")
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "train-md", "locked": true, "schema_version": 3, "solution": false}
+# ## Exercise 5 · The training loop (2 points)
+#
+# Implement `train(model, optimizer, loader, epochs=1)`, returning the list of every
+# step's loss (Python floats). Each epoch: put the model in training mode with
+# `model.train()` (`check_accuracy` leaves it in evaluation mode), then for every batch
+# `(x, y)` of `loader` (already on the model's device): scores, `F.cross_entropy`,
+# `optimizer.zero_grad()`, `loss.backward()`, `optimizer.step()`. Wrap the loader in
+# `tqdm(loader, desc=..., leave=False)` for a progress bar.
+#
+# Forgetting `zero_grad()` is the classic bug: `backward()` *adds* to `.grad`, so every
+# step would follow the sum of all gradients so far.
+
+# %% nbgrader={"grade": false, "grade_id": "train", "locked": false, "schema_version": 3, "solution": true}
+def train(model, optimizer, loader, epochs=1):
+    """Train model with optimizer for some epochs; return the loss of every step."""
+    losses = []
+    ### BEGIN SOLUTION
+    for epoch in range(epochs):
+        model.train()
+        for x, y in tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False):
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    ### END SOLUTION
+    return losses
+
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "train-check-md", "locked": true, "schema_version": 3, "solution": false}
+# **Self-check.** (1) On one fixed batch of 32 real images, 15 steps must cut the loss at
+# least in half: a network can always memorise a tiny batch, so if it does not, the loop
+# is broken. (2) With learning rate 0 the parameters never move, so after two steps on the
+# same batch `.grad` must hold one step's gradient, not two.
+
+# %% nbgrader={"grade": false, "grade_id": "train-check", "locked": true, "schema_version": 3, "solution": false}
+def tiny_net():
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4), nn.Flatten(), nn.Linear(8 * 8 * 8, 10))
+
+
+fixed_x, fixed_y = x_batch[:32], y_batch[:32]
+torch.manual_seed(0)
+overfit_net = tiny_net().to(device)
+overfit_net.eval()
+fixed_losses = train(overfit_net, torch.optim.Adam(overfit_net.parameters(), lr=3e-3), [(fixed_x, fixed_y)] * 15)
+checks.check_true("one loss per step", len(fixed_losses) == 15 and all(isinstance(v, float) for v in fixed_losses),
+                  f"expected 15 float losses, got {len(fixed_losses)} values of types {sorted({type(v).__name__ for v in fixed_losses})}.")
+print(f"loss on one fixed batch: {fixed_losses[0]:.3f} -> {fixed_losses[-1]:.3f}")
+checks.check_true("the loss falls on a fixed batch", fixed_losses[-1] < 0.5 * fixed_losses[0],
+                  "the loss did not halve in 15 steps on one batch: is optimizer.step() called, and zero_grad()?")
+checks.check_true("training mode", overfit_net.training,
+                  "the model is still in evaluation mode: call model.train() at the start of each epoch.")
+
+frozen_net = tiny_net().to(device)
+train(frozen_net, torch.optim.SGD(frozen_net.parameters(), lr=0.0), [(fixed_x, fixed_y)] * 2)
+one_step = tiny_net().to(device)
+one_step.load_state_dict(frozen_net.state_dict())
+F.cross_entropy(one_step(fixed_x), fixed_y).backward()
+accumulated = any(p.grad is not None and torch.allclose(p.grad, 2 * q.grad, rtol=1e-4, atol=1e-7)
+                  and not torch.allclose(q.grad, torch.zeros_like(q.grad))
+                  for p, q in zip(frozen_net.parameters(), one_step.parameters()))
+checks.check_true("gradients zeroed every step", not accumulated,
+                  "after two steps .grad holds twice one step's gradient: gradients never zeroed, so they "
+                  "accumulate across steps. Call optimizer.zero_grad() before loss.backward().")
+
+# %% nbgrader={"grade": true, "grade_id": "test-train", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+# Graded: the training loop (hidden tests: a BatchNorm model handed over in eval mode, two
+# epochs, losses and parameters against a reference loop).
+assert len(fixed_losses) == 15
+### BEGIN HIDDEN TESTS
+torch.manual_seed(5)
+_model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 5))
+_ref = copy.deepcopy(_model)
+_x, _y = torch.randn(16, 3, 8, 8), torch.randint(0, 5, (16,))
+_model.eval()
+_losses = train(_model, torch.optim.SGD(_model.parameters(), lr=0.05, momentum=0.9), [(_x, _y)] * 6, epochs=2)
+_ref.train()
+_opt = torch.optim.SGD(_ref.parameters(), lr=0.05, momentum=0.9)
+_expected = []
+for _ in range(12):
+    _loss = torch.nn.functional.cross_entropy(_ref(_x), _y)
+    _opt.zero_grad()
+    _loss.backward()
+    _opt.step()
+    _expected.append(_loss.item())
+assert len(_losses) == 12, f"2 epochs of 6 batches: 12 losses, got {len(_losses)}"
+checks.check_close("hidden losses", _losses, _expected, rtol=1e-4, atol=1e-6, quiet=True)
+for _p, _q in zip(_model.parameters(), _ref.parameters()):
+    checks.check_close("hidden parameters", _p, _q, rtol=1e-4, atol=1e-6, quiet=True)
+assert _losses[-1] < 0.5 * _losses[0], "the loss should fall on a fixed batch"
+### END HIDDEN TESTS
+checks.passed("train")
+
+# %% nbgrader={"grade": false, "grade_id": "module-train", "locked": true, "schema_version": 3, "solution": false}
+torch.manual_seed(0)
+module_net = ThreeLayerConvNet(3, CHANNEL_1, CHANNEL_2, 10).to(device)  # move first, then build the optimizer
+optimizer = torch.optim.SGD(module_net.parameters(), lr=3e-3)
+module_losses = train(module_net, optimizer, loader_train, epochs=EPOCHS)
+module_acc = check_accuracy(loader_val, module_net)
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "sequential-md", "locked": true, "schema_version": 3, "solution": false}
+# ## Part 3 · The `nn.Sequential` API
+#
+# ## Exercise 6 · The same network in one expression (1 point)
+#
+# When the forward pass is a plain chain, `nn.Sequential` writes the module for you.
+# Implement `sequential_convnet(in_channel, channel_1, channel_2, num_classes)` returning
+# an `nn.Sequential` of `nn.Conv2d`, `nn.ReLU`, `nn.Conv2d`, `nn.ReLU`, `nn.Flatten`,
+# `nn.Linear` (the layers' default initialisation is fine here). It ends with the linear
+# layer: no `nn.Softmax`, since `F.cross_entropy` applies log-softmax itself, and a softmax
+# before it squashes the gradients and slows learning to a crawl.
+
+# %% nbgrader={"grade": false, "grade_id": "sequential", "locked": false, "schema_version": 3, "solution": true}
+def sequential_convnet(in_channel, channel_1, channel_2, num_classes):
+    """The three-layer convnet as an nn.Sequential (for 32x32 inputs)."""
+    ### BEGIN SOLUTION
+    return nn.Sequential(
+        nn.Conv2d(in_channel, channel_1, kernel_size=5, padding=2),
+        nn.ReLU(),
+        nn.Conv2d(channel_1, channel_2, kernel_size=3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(channel_2 * 32 * 32, num_classes),
+    )
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": false, "grade_id": "sequential-check", "locked": true, "schema_version": 3, "solution": false}
+torch.manual_seed(0)
+seq = sequential_convnet(3, 12, 8, 10)
+checks.check_true("an nn.Sequential", isinstance(seq, nn.Sequential), f"expected nn.Sequential, got {type(seq).__name__}.")
+seq_scores = checks.check_forward_shape("sequential_convnet", seq, x_batch[:8].cpu(), (8, 10))
+checks.check_cross_entropy_inputs("sequential_convnet output", seq_scores, y_batch[:8].cpu())
+seq_expected = (12 * 3 * 25 + 12) + (8 * 12 * 9 + 8) + (10 * 8 * 32 * 32 + 10)
+checks.check_true("parameter count", sum(p.numel() for p in seq.parameters()) == seq_expected,
+                  f"the Sequential version should have the same {seq_expected} parameters as ThreeLayerConvNet(3, 12, 8, 10).")
+
+# %% nbgrader={"grade": true, "grade_id": "test-sequential", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+# Graded: sequential_convnet (hidden tests: other sizes, the forward pass against a reference).
+assert isinstance(sequential_convnet(3, 4, 2, 5), nn.Sequential)
+### BEGIN HIDDEN TESTS
+torch.manual_seed(12)
+_seq = sequential_convnet(2, 5, 3, 4)
+_layers = [m for m in _seq if any(True for _ in m.parameters())]
+assert [type(m).__name__ for m in _layers] == ["Conv2d", "Conv2d", "Linear"], f"layers with parameters: {_layers}"
+_c1, _c2, _fc = _layers
+assert _c1.weight.shape == (5, 2, 5, 5) and _c2.weight.shape == (3, 5, 3, 3) and _fc.weight.shape == (4, 3 * 32 * 32)
+_x = torch.randn(3, 2, 32, 32)
+_h = torch.relu(torch.nn.functional.conv2d(_x, _c1.weight, _c1.bias, padding=2))
+_h = torch.relu(torch.nn.functional.conv2d(_h, _c2.weight, _c2.bias, padding=1))
+checks.check_close("hidden forward", _seq(_x), _h.reshape(3, -1) @ _fc.weight.T + _fc.bias, rtol=1e-4, atol=1e-4, quiet=True)
+### END HIDDEN TESTS
+checks.passed("sequential_convnet")
+
+# %% nbgrader={"grade": false, "grade_id": "sequential-train", "locked": true, "schema_version": 3, "solution": false}
+torch.manual_seed(0)
+seq_net = sequential_convnet(3, CHANNEL_1, CHANNEL_2, 10).to(device)
+optimizer = torch.optim.SGD(seq_net.parameters(), lr=1e-2, momentum=0.9, nesterov=True)
+seq_losses = train(seq_net, optimizer, loader_train, epochs=EPOCHS)
+seq_acc = check_accuracy(loader_val, seq_net)
+
+fig, ax = plt.subplots(figsize=(6, 3))
+window = 10
+for name, losses in [("Module API, SGD", module_losses), ("Sequential, SGD + Nesterov", seq_losses)]:
+    ax.plot(np.convolve(losses, np.ones(window) / window, mode="valid"), label=name)
+ax.set(xlabel="step", ylabel=f"training loss ({window}-step mean)", title="The same network, two optimizers")
+ax.legend()
+plt.show()
+print(f"validation accuracy: barebones {barebones_acc:.1%}, module {module_acc:.1%}, sequential {seq_acc:.1%} "
+      "(chance: 10%)")
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "confusion-md", "locked": true, "schema_version": 3, "solution": false}
+# ## Exercise 7 · Where does the model go wrong? (2 points)
+#
+# One accuracy number hides which classes the model confuses. Implement
+# * `confusion_matrix(preds, labels, num_classes)`: an int64 tensor `C` of shape
+#   `(num_classes, num_classes)` where `C[i, j]` counts samples of **true class `i`**
+#   predicted as class `j` (rows are the truth). `torch.bincount` on `labels * num_classes + preds`
+#   does it without a loop; a loop is fine too.
+# * `per_class_accuracy(C)`: for each true class, the fraction of its samples predicted
+#   correctly, a float tensor `(num_classes,)`: the diagonal divided by the **row** sums.
+#   (Dividing by the column sums gives each class's *precision*, a different question.)
+
+# %% nbgrader={"grade": false, "grade_id": "confusion", "locked": false, "schema_version": 3, "solution": true}
+def confusion_matrix(preds, labels, num_classes):
+    """C[i, j] = number of samples of true class i predicted as class j (int64)."""
+    ### BEGIN SOLUTION
+    flat = labels.long() * num_classes + preds.long()
+    return torch.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    ### END SOLUTION
+
+
+def per_class_accuracy(cm):
+    """Fraction of each true class predicted correctly, from a confusion matrix."""
+    ### BEGIN SOLUTION
+    return cm.diagonal().double() / cm.sum(dim=1).double()
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": false, "grade_id": "confusion-check", "locked": true, "schema_version": 3, "solution": false}
+# By hand: (true, predicted) pairs (0,0) (1,1) (2,1) (2,2) (2,2) (1,0).
+cm_small = confusion_matrix(torch.tensor([0, 1, 1, 2, 2, 0]), torch.tensor([0, 1, 2, 2, 2, 1]), 3)
+checks.check_tensor("confusion matrix", cm_small, shape=(3, 3), dtype=torch.int64)
+checks.check_close("confusion matrix", cm_small, [[1, 0, 0], [1, 1, 0], [0, 1, 2]],
+                   mistakes={"transposed: rows must be the true class, columns the prediction":
+                             [[1, 1, 0], [0, 1, 1], [0, 0, 2]]})
+checks.check_close("per-class accuracy", per_class_accuracy(torch.tensor([[1, 0, 0], [1, 1, 0], [0, 1, 2]])),
+                   [1.0, 0.5, 2 / 3],
+                   mistakes={"divided by the column sums (that is precision, not per-class accuracy)": [0.5, 0.5, 1.0],
+                             "integer division": [1, 0, 0]})
+
+# %% nbgrader={"grade": true, "grade_id": "test-confusion", "locked": true, "points": 2, "schema_version": 3, "solution": false}
+# Graded: confusion_matrix and per_class_accuracy (hidden tests: random predictions, 4 and 10 classes).
+assert confusion_matrix(torch.tensor([1]), torch.tensor([0]), 2).tolist() == [[0, 1], [0, 0]]
+### BEGIN HIDDEN TESTS
+_gen = torch.Generator().manual_seed(31)
+for _k, _n in [(4, 50), (10, 500)]:
+    _labels = torch.cat([torch.arange(_k), torch.randint(0, _k, (_n,), generator=_gen)])
+    _preds = torch.where(torch.rand(len(_labels), generator=_gen) < 0.5, _labels,
+                         torch.randint(0, _k, (len(_labels),), generator=_gen))
+    _ref = torch.zeros(_k, _k, dtype=torch.int64)
+    for _t, _p in zip(_labels.tolist(), _preds.tolist()):
+        _ref[_t, _p] += 1
+    _cm = confusion_matrix(_preds, _labels, _k)
+    assert _cm.dtype == torch.int64 and tuple(_cm.shape) == (_k, _k), "int64 (num_classes, num_classes)"
+    assert torch.equal(_cm, _ref), "wrong counts"
+    checks.check_close("hidden per-class accuracy", per_class_accuracy(_ref),
+                       _ref.diagonal().double() / _ref.sum(1).double(), quiet=True)
+### END HIDDEN TESTS
+checks.passed("confusion_matrix and per_class_accuracy")
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "analysis-md", "locked": true, "schema_version": 3, "solution": false}
+# ### Reading the mistakes
+#
+# Three views of the Sequential model on the validation set: accuracy per class, the
+# confusion matrix (normalised per row, so row `i` shows where class `i` goes), and a grid
+# of images with their predicted labels (red: wrong). `cifar.predict` runs the model in
+# evaluation mode under `torch.no_grad()` and returns the predicted and true labels.
+
+# %% nbgrader={"grade": false, "grade_id": "analysis", "locked": true, "schema_version": 3, "solution": false}
+def show_mistakes(model, loader, images, title):
+    """Per-class accuracy, a row-normalised confusion matrix and sample predictions."""
+    preds, labels = cifar.predict(model, loader)
+    cm = confusion_matrix(preds, labels, 10)
+    per_class = per_class_accuracy(cm)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [1, 1.3]})
+    ax1.barh(cifar.CLASSES, 100 * per_class.numpy())
+    ax1.invert_yaxis()
+    ax1.set(xlabel="accuracy (%)", title=f"{title}: per class (overall {(preds == labels).float().mean():.1%})")
+    shown = ax2.imshow(cm / cm.sum(dim=1, keepdim=True), cmap="Blues", vmin=0, vmax=1)
+    ax2.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true", title="confusion matrix (row-normalised)")
+    ax2.set_xticklabels(cifar.CLASSES, rotation=60, ha="right")
+    ax2.set_yticklabels(cifar.CLASSES)
+    for i in range(10):
+        for j in range(10):
+            ax2.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
+                     color="white" if cm[i, j] > 0.5 * cm[i].sum() else "black")
+    fig.colorbar(shown, ax=ax2, fraction=0.046)
+    plt.tight_layout()
+    plt.show()
+    fig, axes = plt.subplots(2, 8, figsize=(12, 3.6))
+    for ax, i in zip(axes.flat, range(16)):
+        ax.imshow(images[i].permute(1, 2, 0).numpy())
+        ax.set_title(f"{cifar.CLASSES[preds[i]]}\n(true: {cifar.CLASSES[labels[i]]})", fontsize=7,
+                     color="green" if preds[i] == labels[i] else "red")
+        ax.axis("off")
+    plt.tight_layout()
+    plt.show()
+    return cm
+
+
+seq_cm = show_mistakes(seq_net, loader_val, x_val, "Sequential convnet")
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "open-md", "locked": true, "schema_version": 3, "solution": false}
+# ## Part 4 · Exercise 8 · Your own network and recipe (3 points)
+#
+# Design a network and a training recipe that reach the target test accuracy below within
+# the time limit (measured on this notebook's machine, so a slow laptop gets less done).
+# Everything is allowed: any architecture, optimizer, schedule, augmentation, batch size.
+# The graded cell evaluates your trained model on the test set in evaluation mode.
+#
+# * `build_my_model()` returns an untrained `nn.Module` mapping `(N, 3, 32, 32)` normalised
+#   images to `(N, 10)` scores;
+# * `train_my_model(model, x_train, y_train, time_limit)` trains it in place on the uint8
+#   training tensors for at most `time_limit` seconds (the model is already on `device`).
+#
+# **Ideas that pay off**, roughly in order: BatchNorm after each convolution; more
+# channels, with pooling to shrink the feature maps early (most of the compute then runs on
+# small maps); residual connections; data augmentation (random crops and flips: the
+# `augment=True` of `cifar.TensorLoader`, done per image on whole batches); a learning rate
+# that warms up and then decays (one-cycle); label smoothing; `channels_last` memory format
+# (faster convolutions on most CPUs). `course_utils.cifar` has building blocks (`conv_bn`,
+# `ResNet9`, `fit`, `one_cycle`); read their source, and then feel free to write your own.
+#
+# *The course's reference recipe* (a quarter-width ResNet-9, about 0.41 M parameters,
+# trained for 7 epochs with the ideas above) reaches over 85% on the full test set in
+# about 10 minutes on a 2-core laptop CPU; 80% is the target here. On a GPU it takes seconds.
+
+# %% nbgrader={"grade": false, "grade_id": "open-config", "locked": true, "schema_version": 3, "solution": false}
+TARGET = budget(full=0.80, fast=0.20)
+TIME_LIMIT_S = budget(full=600, fast=300)  # fast mode (CI): only a guard against runaway training
+print(f"target: {TARGET:.0%} test accuracy, training time limit: {TIME_LIMIT_S} s")
+
+# %% nbgrader={"grade": false, "grade_id": "open", "locked": false, "schema_version": 3, "solution": true}
+def build_my_model():
+    """An untrained network for 32x32 CIFAR-10 images."""
+    ### BEGIN SOLUTION
+    return cifar.ResNet9(width=16)
+    ### END SOLUTION
+
+
+def train_my_model(model, x_train, y_train, time_limit):
+    """Train model (already on device) on uint8 images and labels, within time_limit seconds."""
+    ### BEGIN SOLUTION
+    model.to(memory_format=torch.channels_last)
+    loader = cifar.TensorLoader(x_train, y_train, batch_size=budget(full=256, fast=128), shuffle=True,
+                                augment=True, drop_last=True, device=device, channels_last=True)
+    cifar.fit(model, loader, epochs=budget(full=7, fast=2), lr=0.2, label_smoothing=0.1,
+              time_limit=time_limit - 5)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": false, "grade_id": "open-run", "locked": true, "schema_version": 3, "solution": false}
+torch.manual_seed(config.seed)
+start = time.perf_counter()
+my_model = build_my_model().to(device)
+train_my_model(my_model, x_train, y_train, TIME_LIMIT_S)
+my_train_seconds = time.perf_counter() - start
+print(f"training took {my_train_seconds:.1f} s (limit {TIME_LIMIT_S} s); "
+      f"{sum(p.numel() for p in my_model.parameters()):,} parameters")
+my_val_acc = check_accuracy(loader_val, my_model)
+
+# %% nbgrader={"grade": true, "grade_id": "test-target", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+# Graded: the open-ended target (hidden: the accuracy on the fixed test set, in evaluation mode).
+checks.check_true("time limit", my_train_seconds <= 1.1 * TIME_LIMIT_S,
+                  f"training took {my_train_seconds:.0f} s, over the {TIME_LIMIT_S} s limit.")
+_val_acc = cifar.evaluate(my_model, loader_val)
+checks.check_true("target on the validation set", _val_acc >= TARGET,
+                  f"validation accuracy {_val_acc:.1%} is below the target {TARGET:.0%}.")
+### BEGIN HIDDEN TESTS
+_test_acc = cifar.evaluate(my_model, cifar.TensorLoader(x_test, y_test, batch_size=500, device=device))
+print(f"test accuracy {_test_acc:.2%} (target {TARGET:.0%})")
+assert _test_acc >= TARGET, f"test accuracy {_test_acc:.2%} is below the target {TARGET:.0%}"
+### END HIDDEN TESTS
+checks.passed("the open-ended target")
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "final-md", "locked": true, "schema_version": 3, "solution": false}
+# ### The test set, once, at the end
+#
+# Now, and only now, the test set: your model's accuracy and its mistakes per class. Compare
+# the confusion matrix with the small convnet's above: which classes are still confused, and why
+# might that be?
+
+# %% nbgrader={"grade": false, "grade_id": "final", "locked": true, "schema_version": 3, "solution": false}
+my_test_acc = check_accuracy(loader_test, my_model)
+print(f"test accuracy of your model: {my_test_acc:.1%} after {my_train_seconds:.0f} s of training "
+      f"(the Sequential convnet had {seq_acc:.1%} on the validation set)")
+my_cm = show_mistakes(my_model, loader_test, x_test, "your model")
+
+# %% [markdown] nbgrader={"grade": false, "grade_id": "recap", "locked": true, "schema_version": 3, "solution": false}
+# ## Recap
+#
+# * Barebones, `nn.Module` and `nn.Sequential` build the same computation; the higher APIs
+#   register parameters, initialise layers and move everything with one `.to(device)`.
+# * Kaiming initialisation keeps activations at a steady scale through ReLU layers; a weight
+#   you scale after setting `requires_grad` is no longer a leaf.
+# * Evaluate with `model.eval()` and `torch.no_grad()`, count over all samples, divide once.
+# * A training step is `zero_grad`, `backward`, `step`, with the model in training mode.
+# * Per-class accuracy and the confusion matrix show *which* mistakes a model makes.
+# * Speed on a CPU comes from the data pipeline (whole-batch tensors), early downsampling,
+#   and a short, well-scheduled training run; accuracy from BatchNorm, residual blocks and augmentation.
+#
+# **Further exercises** (not graded): add test-time augmentation (average the scores of each
+# image and its mirror image: `cifar.evaluate(model, loader, tta=True)`); train the
+# reference recipe for 3, 5 and 7 epochs and plot accuracy against time; try `width=32`.
