@@ -42,7 +42,7 @@ _SOLUTION_MARKER = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$")
 
 COURSE_CONFIG = '''\
 c = get_config()  # noqa: F821
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py"]
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py", "runs"]
 c.Execute.timeout = {timeout}
 '''
 
