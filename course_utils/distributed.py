@@ -151,8 +151,9 @@ def run_torchrun(
     Raises :class:`LaunchError` with the output's tail when the run fails or
     exceeds ``timeout`` seconds (then every process of the run is killed).
     """
-    threads = max(1, (os.cpu_count() or 1) // nproc)
-    run_env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1", **(env or {}))
+    # One process per core share; an OMP_NUM_THREADS already set (e.g. by CI) is kept.
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // nproc))
+    run_env = dict(os.environ, OMP_NUM_THREADS=threads, PYTHONUNBUFFERED="1", **(env or {}))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc-per-node={nproc}", *target]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
