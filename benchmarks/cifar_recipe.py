@@ -1,6 +1,6 @@
 """Accuracy against wall time for the course's CIFAR-10 recipe (notebook 09's reference solution).
 
-Usage: ``python benchmarks/cifar_recipe.py [--epochs 7] [--threads N] [--device cpu]``
+Usage: ``python benchmarks/cifar_recipe.py [--epochs 8] [--threads N] [--device cpu]``
 
 Trains :class:`course_utils.cifar.ResNet9` (width 16, about 0.41 M parameters) on all
 50,000 training images with :func:`course_utils.cifar.fit` (batch 256, SGD with Nesterov
@@ -35,7 +35,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=7)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=0.2)
     parser.add_argument("--width", type=int, default=16)

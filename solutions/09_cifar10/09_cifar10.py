@@ -740,8 +740,9 @@ seq_cm = show_mistakes(seq_net, loader_val, x_val, "Sequential convnet")
 # `ResNet9`, `fit`, `one_cycle`); read their source, and then feel free to write your own.
 #
 # *The course's reference recipe* (a quarter-width ResNet-9, about 0.41 M parameters,
-# trained for 7 epochs with the ideas above) reaches over 85% on the full test set in
-# about 10 minutes on a 2-core laptop CPU; 80% is the target here. On a GPU it takes seconds.
+# trained for 8 epochs with the ideas above) reached 85.1% on the full test set after
+# 575 s of training on a 2-core CPU (`benchmarks/cifar_recipe.py`; 86.3% with flipped
+# test images averaged in); 80% is the target here. On a GPU it takes seconds.
 
 # %% nbgrader={"grade": false, "grade_id": "open-config", "locked": true, "schema_version": 3, "solution": false}
 TARGET = budget(full=0.80, fast=0.20)
@@ -762,7 +763,7 @@ def train_my_model(model, x_train, y_train, time_limit):
     model.to(memory_format=torch.channels_last)
     loader = cifar.TensorLoader(x_train, y_train, batch_size=budget(full=256, fast=128), shuffle=True,
                                 augment=True, drop_last=True, device=device, channels_last=True)
-    cifar.fit(model, loader, epochs=budget(full=7, fast=2), lr=0.2, label_smoothing=0.1,
+    cifar.fit(model, loader, epochs=budget(full=8, fast=2), lr=0.2, label_smoothing=0.1,
               time_limit=time_limit - 5)
     ### END SOLUTION
 
