@@ -25,9 +25,26 @@ from course_utils.runtime import fast_mode, get_device
 
 __all__ = ["FETCHERS", "build_parser", "main"]
 
+
+def _lazy(module: str, function: str) -> Callable[[], str]:
+    """A fetcher that imports its module only when `course fetch` runs it."""
+
+    def fetch() -> str:
+        import importlib
+
+        return getattr(importlib.import_module(module), function)()
+
+    return fetch
+
+
 # Extra things `course fetch` pre-downloads besides the data sets (e.g. weight
 # files); modules that need them register a callable here: name -> fetch().
-FETCHERS: dict[str, Callable[[], str]] = {}
+FETCHERS: dict[str, Callable[[], str]] = {
+    # ImageNet ResNet-18 weights into the torch hub cache (notebook 10).
+    "resnet18": _lazy("course_utils.transfer", "fetch_resnet18_weights"),
+    # The offline CIFAR-8 backbone, trained once (a few minutes) into the course cache (notebook 10).
+    "cifar8-backbone": _lazy("course_utils.transfer", "fetch_backbone"),
+}
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:

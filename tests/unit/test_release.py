@@ -31,6 +31,9 @@ def test_solution_notebooks_have_no_outputs():
             assert not cell.get("outputs"), f"{path} has outputs"
 
 
+_RUN_LEFTOVERS = {"runs", ".ipynb_checkpoints", "__pycache__"}
+
+
 @pytest.mark.slow
 def test_committed_student_notebooks_match_a_fresh_release(tmp_path):
     """Is every committed student notebook exactly what `course release` generates now?"""
@@ -43,7 +46,8 @@ def test_committed_student_notebooks_match_a_fresh_release(tmp_path):
             b = release.normalise(nbformat.read(new, as_version=4))
             assert a == b, f"{committed} is stale or hand-edited: run `course release {name}`"
         released = {p.name for p in (fresh / name).iterdir()}
-        committed_files = {p.name for p in (ROOT / "notebooks" / name).iterdir()}
+        # What running a notebook in place leaves behind (git-ignored) is not part of the release.
+        committed_files = {p.name for p in (ROOT / "notebooks" / name).iterdir()} - _RUN_LEFTOVERS
         assert released == committed_files, f"notebooks/{name} holds other files than the release"
 
 
