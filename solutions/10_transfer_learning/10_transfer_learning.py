@@ -747,8 +747,8 @@ for k in ks:
 # learnt on 8 other classes are general, but nobody tuned them to what separates an automobile from a
 # truck, and a linear head cannot change them; fine-tuning can. When this notebook was written
 # (K = 100, seeds 0-2, full mode, 2-core CPU): scratch 79.7 / 77.8 / 75.2%, frozen + linear head
-# 72.1 / 72.7 / 71.7%, probe then fine-tune 86.7 / 84.5 / 83.5%, a paired gain of 7 to 8 points on
-# every seed. A backbone pretrained for 2 epochs instead of 3 gained only 2.5 to 7.8 points: an
+# 72.1 / 72.7 / 71.7%, probe then fine-tune 86.7 / 84.5 / 83.5%, a paired gain of 6.7 to 8.3 points
+# on every seed. A backbone pretrained for 2 epochs instead of 3 gained only 2.5 to 7.8 points: an
 # under-trained backbone transfers less.
 
 # %% nbgrader={"grade": false, "grade_id": "few-shot-check", "locked": true, "schema_version": 3, "solution": false}
