@@ -10,8 +10,28 @@ Modules, one job each:
 * :mod:`course_utils.cli` - the ``course`` command.
 """
 
-from course_utils import checks
-from course_utils.runtime import budget, fast_mode, get_device, set_seed, setup
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["budget", "checks", "fast_mode", "get_device", "set_seed", "setup"]
 __version__ = "0.1.0"
+
+# The names above are loaded on first use (PEP 562), so importing the package, e.g. for
+# the `course` command, does not import torch; `from course_utils import setup` works as usual.
+_LAZY = {"budget": "runtime", "fast_mode": "runtime", "get_device": "runtime", "set_seed": "runtime",
+         "setup": "runtime", "checks": None}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'course_utils' has no attribute {name!r}")
+    module = importlib.import_module(f"course_utils.{_LAZY[name] or name}")
+    value = module if _LAZY[name] is None else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -19,9 +19,10 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
-from course_utils import data, release
 from course_utils.grader import command as grade_command
-from course_utils.runtime import fast_mode, get_device
+
+# Modules that import torch, torchvision or jupytext are imported by the commands that
+# use them, so `course --help` starts in a fraction of a second.
 
 __all__ = ["FETCHERS", "build_parser", "main"]
 
@@ -48,6 +49,8 @@ FETCHERS: dict[str, Callable[[], str]] = {
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
+    from course_utils import release
+
     if args.check:
         stale = release.stale_notebooks()
         for path in stale:
@@ -59,12 +62,16 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 
 
 def _cmd_release(args: argparse.Namespace) -> int:
+    from course_utils import release
+
     dest = release.release(args.assignments or None)
     print(f"student notebooks written to {dest}")
     return 0
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
+    from course_utils import data
+
     failures = 0
     for key, spec in data.DATASETS.items():
         if args.only and key not in args.only:
@@ -96,6 +103,9 @@ def _labextensions() -> str:
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
     import torch
+
+    from course_utils import data
+    from course_utils.runtime import fast_mode, get_device
 
     report = {
         "python": sys.version.split()[0],

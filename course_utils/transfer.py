@@ -33,6 +33,7 @@ import functools
 import hashlib
 import inspect
 import os
+import sys
 import textwrap
 import time
 import urllib.request
@@ -190,8 +191,9 @@ def backbone_path(
 
 
 def _architecture_tag() -> str:
-    """A short hash of the network's and the recipe's code: a change to either retrains the backbone."""
-    parts = (cifar.ResNet9, cifar.conv_bn, getattr(cifar, "_Residual", None), _pretrain)
+    """A short hash of the network's and the training recipe's code: a change to either retrains the backbone."""
+    parts = (cifar.ResNet9, cifar.conv_bn, getattr(cifar, "_Residual", None), cifar.fit, cifar.train_epoch,
+             cifar.one_cycle, _pretrain)
     code = "".join(_code_only(inspect.getsource(obj)) for obj in parts if obj is not None)
     return hashlib.sha256(code.encode()).hexdigest()[:8]
 
@@ -210,7 +212,7 @@ def _code_only(source: str) -> str:
 
 def _pretrain(
     classes: Sequence[str], epochs: int, width: int, seed: int, device: torch.device,
-    log: Callable[[str], None] | None,
+    log: Callable[[str], None] | None, progress: bool = True,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     set_seed(seed)
     x_train, y_train = _select(*cifar.load_tensors(train=True), classes)
@@ -221,7 +223,8 @@ def _pretrain(
     model = cifar.ResNet9(num_classes=len(classes), width=width)
     model = model.to(device, memory_format=torch.channels_last)
     start = time.perf_counter()
-    history = cifar.fit(model, train_loader, epochs, test_loader=test_loader, lr=0.2, log=log)
+    history = cifar.fit(model, train_loader, epochs, test_loader=test_loader, lr=0.2, log=log,
+                        progress=progress and log is not None)
     info = {
         "classes": list(classes),
         "epochs": epochs,
@@ -245,6 +248,7 @@ def pretrained_backbone(
     seed: int = 0,
     device: torch.device | str | None = None,
     log: Callable[[str], None] | None = print,
+    progress: bool = True,
 ) -> tuple[cifar.ResNet9, dict[str, Any]]:
     """A :class:`~course_utils.cifar.ResNet9` pretrained on the CIFAR-10 classes not in ``held_out``.
 
@@ -254,7 +258,8 @@ def pretrained_backbone(
     concurrent callers (parallel test workers, a notebook) wait for one training run
     instead of each training their own. The model comes back on the CPU in ``eval()``
     mode with its 8-class head ``fc``; ``info`` holds the classes, epochs, test accuracy
-    on the 8 classes and training seconds.
+    on the 8 classes and training seconds. ``log`` gets a line per epoch of training;
+    ``progress`` adds a progress bar.
     """
     path = backbone_path(held_out=held_out, epochs=epochs, width=width, seed=seed)
     classes = [c for c in cifar.CLASSES if c not in held_out]
@@ -266,7 +271,7 @@ def pretrained_backbone(
             if log is not None:
                 log(f"Pretraining the backbone on {len(classes)} CIFAR-10 classes for "
                     f"{epochs} epochs (once; cached in {path}) ...")
-            state, info = _pretrain(classes, epochs, width, seed, torch.device(device or "cpu"), log)
+            state, info = _pretrain(classes, epochs, width, seed, torch.device(device or "cpu"), log, progress)
             saved = {"state_dict": state, "info": info}
             partial = path.with_name(path.name + f".{os.getpid()}.partial")
             torch.save(saved, partial)
@@ -278,7 +283,7 @@ def pretrained_backbone(
 
 def fetch_backbone() -> str:
     """``course fetch cifar8-backbone``: pretrain (or find) the offline backbone."""
-    _, info = pretrained_backbone()
+    _, info = pretrained_backbone(progress=sys.stderr.isatty())  # no bar redraws in CI logs
     return (f"{backbone_path()} (8-class test accuracy {info['test_accuracy']:.1%}, "
             f"trained in {info['seconds']:.0f} s)")
 

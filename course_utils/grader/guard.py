@@ -117,6 +117,9 @@ def _functions_in(values: Iterable[Any]) -> Iterable[types.FunctionType]:
 
 def take_snapshot(extra_modules: Sequence[str] = ()) -> Snapshot:
     """Record the protected state; call after the preloads, before student code."""
+    package = sys.modules.get("course_utils")
+    for name in getattr(package, "__all__", ()):
+        getattr(package, name, None)  # resolve the package's lazy names (PEP 562) so they are recorded
     modules = {
         name: (mod, dict(vars(mod)))
         for name, mod in list(sys.modules.items())

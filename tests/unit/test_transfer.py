@@ -87,7 +87,7 @@ def test_course_fetch_resnet18_reports_the_clear_message(empty_torch_home, no_ne
 
 
 def _fake_pretrain(calls):
-    def pretrain(classes, epochs, width, seed, device, log):
+    def pretrain(classes, epochs, width, seed, device, log, progress=True):
         calls.append(classes)
         time.sleep(0.3)  # long enough for a second caller to arrive and wait on the lock
         torch.manual_seed(seed)
