@@ -39,7 +39,7 @@ from torchvision.transforms import v2
 from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
-from course_utils import budget, checks, cifar, setup
+from course_utils import budget, checks, cifar, plots, setup
 from course_utils.data import cifar10
 
 config = setup(seed=0)
@@ -65,13 +65,7 @@ print(f"targets: {type(train_set.targets).__name__} of {len(train_set.targets)},
 image, label = train_set[0]
 print(f"train_set[0] -> {type(image).__name__} {image.size} {image.mode}, label {label} ({train_set.classes[label]})")
 
-fig, axes = plt.subplots(2, 8, figsize=(10, 3))
-for ax, index in zip(axes.flat, range(16)):
-    ax.imshow(train_set.data[index])
-    ax.set_title(train_set.classes[train_set.targets[index]], fontsize=8)
-    ax.axis("off")
-plt.tight_layout()
-plt.show()
+plots.show_images(train_set.data[:16], [train_set.classes[t] for t in train_set.targets[:16]])
 
 N_IMAGES = budget(full=50_000, fast=4_000)
 images_np = train_set.data[:N_IMAGES]

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from course_utils import budget, checks, cifar, setup
+from course_utils import budget, checks, cifar, plots, setup
 
 config = setup(seed=0)
 device = config.device
@@ -705,14 +705,9 @@ def show_mistakes(model, loader, images, title):
     fig.colorbar(shown, ax=ax2, fraction=0.046)
     plt.tight_layout()
     plt.show()
-    fig, axes = plt.subplots(2, 8, figsize=(12, 3.6))
-    for ax, i in zip(axes.flat, range(16)):
-        ax.imshow(images[i].permute(1, 2, 0).numpy())
-        ax.set_title(f"{cifar.CLASSES[preds[i]]}\n(true: {cifar.CLASSES[labels[i]]})", fontsize=7,
-                     color="green" if preds[i] == labels[i] else "red")
-        ax.axis("off")
-    plt.tight_layout()
-    plt.show()
+    pairs = list(zip(preds[:16].tolist(), labels[:16].tolist()))  # sample predictions, red when wrong
+    plots.show_images(images[:16], [f"{cifar.CLASSES[p]}\n(true: {cifar.CLASSES[t]})" for p, t in pairs],
+                      colors=["green" if p == t else "red" for p, t in pairs])
     return cm
 
 

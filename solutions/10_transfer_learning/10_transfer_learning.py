@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchvision import datasets, models, transforms
 from tqdm.auto import tqdm
 
-from course_utils import budget, checks, cifar, data, setup, transfer
+from course_utils import budget, checks, cifar, data, plots, setup, transfer
 from course_utils.runtime import set_seed
 
 config = setup(seed=0)
@@ -117,22 +117,8 @@ class_names = image_sets["train"].classes
 print({split: len(ds) for split, ds in image_sets.items()}, "images; classes:", class_names)
 
 
-def show_images(images, titles, colors=None, ncols=8):
-    """Show normalised image tensors in a grid, with a title (and title colour) each."""
-    nrows = (len(images) + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.8 * nrows), squeeze=False)
-    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    for ax in axes.flat:
-        ax.axis("off")
-    for i, (ax, img) in enumerate(zip(axes.flat, images)):
-        ax.imshow((img.cpu() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy())
-        ax.set_title(titles[i], fontsize=8, color="black" if colors is None else colors[i])
-    plt.tight_layout()
-    plt.show()
-
-
 x_show, y_show = next(iter(loaders["train"]))
-show_images(x_show, [class_names[int(i)] for i in y_show])
+plots.show_images(x_show, [class_names[int(i)] for i in y_show], mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "head-md", "locked": true, "schema_version": 3, "solution": false}
 # ## Exercise 1 · A new head (1 point)
@@ -626,8 +612,9 @@ x_val, y_val = next(iter(DataLoader(image_sets["val"], batch_size=16, shuffle=Tr
                                     generator=torch.Generator().manual_seed(1))))
 with torch.no_grad():
     predicted = best_model(x_val.to(device)).argmax(1).cpu()
-show_images(x_val, [f"pred: {class_names[p]}" for p in predicted],
-            ["green" if p == t else "red" for p, t in zip(predicted, y_val)])
+plots.show_images(x_val, [f"pred: {class_names[p]}" for p in predicted],
+                  colors=["green" if p == t else "red" for p, t in zip(predicted, y_val)],
+                  mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "offline-md", "locked": true, "schema_version": 3, "solution": false}
 # ## Transfer, measured: a backbone of our own
