@@ -44,6 +44,7 @@ COURSE_CONFIG = '''\
 c = get_config()  # noqa: F821
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py", "runs"]
 c.Execute.timeout = {timeout}
+c.CourseGrade.in_kernel_tests = {in_kernel}
 '''
 
 
@@ -91,11 +92,12 @@ def prepare_course(
     nbgrader's ``GenerateAssignment`` runs in-process (no interpreter start per
     assignment) and writes the student versions to ``release/``.
     """
-    from course_utils.grader.runner import generate
+    from course_utils.grader.runner import generate, in_kernel_tests
 
     root = root or project_root()
     course_dir.mkdir(parents=True, exist_ok=True)
-    (course_dir / "nbgrader_config.py").write_text(COURSE_CONFIG.format(timeout=timeout))
+    config = COURSE_CONFIG.format(timeout=timeout, in_kernel=in_kernel_tests(root))
+    (course_dir / "nbgrader_config.py").write_text(config)
     for name in assignments:
         target = course_dir / "source" / name
         if target.exists():

@@ -27,11 +27,19 @@ from typing import Any
 
 import nbformat
 
-from course_utils.grader.runner import GradeOptions, GradeReport, SubmissionResult, generate, grade
+from course_utils.grader.runner import (
+    GradeOptions,
+    GradeReport,
+    SubmissionResult,
+    generate,
+    grade,
+    in_kernel_tests,
+)
 from course_utils.release import normalise, project_root
 
 __all__ = [
     "DEMO_ASSIGNMENTS",
+    "HONEST_01",
     "HOSTILE_01",
     "Sample",
     "build_demo_course",
@@ -48,6 +56,7 @@ c.Execute.timeout = {timeout}
 c.CourseGrade.timeout = {timeout}
 c.CourseGrade.memory_mb = {memory_mb}
 c.CourseGrade.kill_grace = {kill_grace}
+c.CourseGrade.in_kernel_tests = {in_kernel}
 '''
 
 _FORGOT_RELU = '''
@@ -95,7 +104,7 @@ np.testing.assert_allclose = lambda *args, **kwargs: None
 torch.allclose = lambda *args, **kwargs: True
 ''' + _FORGOT_RELU},
         "loses": ["test-forward"],
-        "status": "tamper-undone+suspicious",
+        "status": "suspicious",
     },
     "hostile-patches-checks": {
         "description": "replaces course_utils.checks functions and rebinds `checks`",
@@ -116,7 +125,7 @@ checks = types.SimpleNamespace(check_close=_nothing, check_shape=_nothing, check
                                numeric_gradient=_checks_module.numeric_gradient)
 ''' + _WRONG_MASK},
         "loses": ["test-backward"],
-        "status": "tamper-undone+suspicious",
+        "status": "suspicious",
     },
     "hostile-swallows-errors": {
         "description": "swallows AssertionError with set_custom_exc and sys.excepthook",
@@ -127,7 +136,7 @@ get_ipython().set_custom_exc((Exception,), lambda shell, etype, value, tb, tb_of
 sys.excepthook = lambda *args: None
 ''' + _REBINDS},
         "loses": ["test-sgd"],
-        "status": "tamper-undone+suspicious",
+        "status": "suspicious",
     },
     "hostile-blanks-tests": {
         "description": "an IPython input transformer that empties every cell calling the checks",
@@ -138,8 +147,8 @@ def _skip_checks(lines):
 
 get_ipython().input_transformers_cleanup.append(_skip_checks)
 ''' + _FORGOT_RELU},
-        "loses": ["test-forward"],
-        "status": "tamper-undone+suspicious",
+        "loses": ["test-forward", "test-backward"],  # it blanks its own data cell too
+        "status": "suspicious",
     },
     "hostile-patches-during-test": {
         "description": "train() patches checks.check_close and np.allclose each time it is called",
@@ -151,7 +160,7 @@ def train(x, y, w1, w2, lr, num_steps):
     np.allclose = lambda *args, **kwargs: True
 ''' + _NEVER_STEPS},
         "loses": ["test-train"],
-        "status": "tampered+tamper-undone+suspicious",
+        "status": "suspicious",
     },
     "hostile-fakes-score": {
         "description": "prints an Out[] value that nbgrader would read as a partial score",
@@ -166,7 +175,7 @@ def squared_error(y_pred, y):
     return float(np.sum((y_pred - y) ** 2))
 '''},
         "loses": ["test-forward"],
-        "status": "partial-credit+suspicious",
+        "status": "suspicious",
     },
     "hostile-writes-files": {
         "description": "tries to write the gradebook and files outside its folder",
@@ -189,6 +198,91 @@ for _path in ["/tmp/course-grade-hostile-was-here", "../../../hostile-was-here"]
         print("could not write", _path, "-", type(_err).__name__)
 ''' + _FORGOT_RELU},
         "loses": ["test-forward"],
+        "status": "suspicious",
+    },
+    "hostile-fakes-messages": {
+        "description": "rewrites the kernel's outgoing messages: errors become ok, fake pass lines",
+        "replace": {"forward": '''
+_kernel = get_ipython().kernel
+_send = _kernel.session.send
+
+
+def _quiet_send(stream, msg_or_type, content=None, *args, **kwargs):
+    kind = msg_or_type if isinstance(msg_or_type, str) else msg_or_type.get("msg_type")
+    if kind == "error":
+        return None
+    if isinstance(content, dict) and content.get("status") == "error":
+        content = {"status": "ok", "execution_count": content.get("execution_count"),
+                   "user_expressions": {}, "payload": []}
+    return _send(stream, msg_or_type, content, *args, **kwargs)
+
+
+_kernel.session.send = _quiet_send
+print("\u2714 forward pass and loss: passed")
+''' + _FORGOT_RELU},
+        "loses": ["test-forward"],
+        "status": "ok",
+    },
+    "hostile-returns-tricks": {
+        "description": "returns objects that equal anything and read the caller's frames",
+        "replace": {"forward": '''
+import sys
+
+
+class _Anything:
+    def __eq__(self, other):
+        return True
+
+    def __array__(self, dtype=None, copy=None):
+        frame = sys._getframe(1)
+        while frame is not None:  # look for the expected value in the checker's frames
+            for name in ("expected", "want", "_expected"):
+                if name in frame.f_locals:
+                    return np.asarray(frame.f_locals[name])
+            frame = frame.f_back
+        return np.zeros(1)
+
+    def __float__(self):
+        return 0.0
+
+
+def two_layer_forward(x, w1, w2):
+    return _Anything(), (_Anything(), _Anything())
+
+
+def squared_error(y_pred, y):
+    return _Anything()
+'''},
+        "loses": ["test-forward"],
+        "status": "suspicious",
+    },
+    "hostile-patches-in-background": {
+        "description": "a thread, a trace hook and __code__ swaps that patch the checks all the time",
+        "replace": {"backward": '''
+import sys
+import threading
+import time
+
+import course_utils.checks as _c
+
+
+def _yes(*args, **kwargs):
+    return None
+
+
+def _keep_patching():
+    while True:
+        _c.check_close = _yes
+        _c.check_shape = _yes
+        np.allclose = lambda *a, **k: True
+        time.sleep(0.001)
+
+
+threading.Thread(target=_keep_patching, daemon=True).start()
+np.testing.assert_allclose.__code__ = _yes.__code__
+sys.settrace(lambda *args: None)
+''' + _WRONG_MASK},
+        "loses": ["test-backward"],
         "status": "suspicious",
     },
     "hostile-exits": {
@@ -216,7 +310,7 @@ while True:
     "hostile-loops": {
         "description": "an infinite loop in the SGD cell: interrupted at the timeout",
         "replace": {"sgd": "while True:\n    pass\n"},
-        "loses": ["test-sgd", "test-train"],
+        "loses": ["test-sgd"],  # train is graded with reference helpers
         "status": "timeout",
     },
     "hostile-ignores-interrupt": {
@@ -232,6 +326,44 @@ while True:
 '''},
         "loses": ["test-train"],
         "status": "timeout",
+    },
+}
+
+
+# Notebook 01: right answers written the way honest students do, with noise on stderr
+# (logging, warnings, tqdm) inside the functions the tests call. Full marks, status ok.
+HONEST_01: dict[str, dict[str, Any]] = {
+    "honest-noisy": {
+        "description": "correct, with logging.warning, warnings.warn, stderr prints and a tqdm bar",
+        "replace": {"forward": '''
+import logging
+import sys
+import warnings
+
+from tqdm import tqdm
+
+
+def two_layer_forward(x, w1, w2):
+    logging.warning("computing the forward pass")
+    warnings.warn("only a warning", UserWarning)
+    print("forward called", file=sys.stderr)
+    h = x @ w1
+    h_relu = np.maximum(h, 0)
+    return h_relu @ w2, (h, h_relu)
+
+
+def squared_error(y_pred, y):
+    return float(np.sum((y_pred - y) ** 2))
+''', "train": '''
+def train(x, y, w1, w2, lr, num_steps):
+    losses = []
+    for _ in tqdm(range(num_steps), desc="training", leave=False):
+        y_pred, cache = two_layer_forward(x, w1, w2)
+        losses.append(squared_error(y_pred, y))
+        grad_w1, grad_w2 = two_layer_backward(x, y, y_pred, cache, w2)
+        sgd_step([w1, w2], [grad_w1, grad_w2], lr)
+    return losses
+'''},
     },
 }
 
@@ -283,6 +415,8 @@ def samples(assignment: str, root: Path | None = None, *, hostile: bool = True) 
                             replace=dict(mistake["replace"]), loses=tuple(mistake["loses"])))
     if not hostile or assignment != "01_numpy_backprop":
         return found
+    for student, case in HONEST_01.items():
+        found.append(Sample(student, assignment, case["description"], replace=case["replace"], loses=()))
     for student, case in HOSTILE_01.items():
         found.append(Sample(student, assignment, case["description"], replace=case["replace"],
                             loses=tuple(case["loses"]), status=case["status"]))
@@ -312,7 +446,8 @@ def build_demo_course(dest: Path, assignments: Sequence[str] = DEMO_ASSIGNMENTS,
     root = root or project_root()
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "nbgrader_config.py").write_text(
-        DEMO_CONFIG.format(timeout=timeout, memory_mb=memory_mb, kill_grace=kill_grace))
+        DEMO_CONFIG.format(timeout=timeout, memory_mb=memory_mb, kill_grace=kill_grace,
+                           in_kernel=in_kernel_tests(root)))
     for name in assignments:
         target = dest / "source" / name
         shutil.rmtree(target, ignore_errors=True)

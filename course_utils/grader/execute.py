@@ -28,8 +28,13 @@ test code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
+import socket
+import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from queue import Empty
 from typing import Any
@@ -39,7 +44,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 from nbgrader import utils
 from nbgrader.preprocessors import ClearHiddenTests, Execute
-from traitlets import Bool, Float, List
+from traitlets import Bool, Dict, Float, List
 
 from course_utils.grader.guard import MSG_TYPE
 
@@ -56,6 +61,8 @@ class Incident:
 
 
 INCIDENTS: list[Incident] = []
+# The judge's verdict on each graded cell of the last notebook run (grade_id -> passed).
+VERDICTS: dict[str, bool] = {}
 # Seconds spent per phase of the last notebook run (kernel start, cells), for the benchmark.
 TIMINGS: dict[str, float] = {}
 
@@ -67,6 +74,29 @@ def _error_output(ename: str, evalue: str) -> NotebookNode:
 
 def _cell_name(cell: NotebookNode, index: int) -> str:
     return cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {index}"
+
+
+def _scrub_text(text: Any, paths: list[str]) -> Any:
+    if isinstance(text, list):
+        return [_scrub_text(t, paths) for t in text]
+    if not isinstance(text, str):
+        return text
+    for path in paths:
+        text = text.replace(path, "<grader>")
+    return text
+
+
+def _scrub(cell: NotebookNode, paths: list[str]) -> None:
+    """Replace the grading machine's paths in ``cell``'s outputs (tracebacks, warnings, prints)."""
+    if not paths:
+        return
+    for output in cell.get("outputs", []):
+        for key in ("text", "evalue", "traceback"):
+            if key in output:
+                output[key] = _scrub_text(output[key], paths)
+        data = output.get("data", {})
+        if "text/plain" in data:
+            data["text/plain"] = _scrub_text(data["text/plain"], paths)
 
 
 def _is_graded_code(cell: NotebookNode) -> bool:
@@ -83,6 +113,14 @@ class GuardedExecute(Execute):  # type: ignore[misc]
     guard_timeout = Float(60.0, help="Seconds to wait for the kernel guard.").tag(config=True)
     partial_credit = Bool(False, help="Honour execute_result partial credit in graded cells.").tag(
         config=True)
+    judge = Bool(True, help="Run graded cells in the judge, outside the kernel (else in the kernel, "
+                 "under the guard).").tag(config=True)
+    tests = Dict({}, help="grade_id -> the graded cell's source from the gradebook (hidden tests "
+                 "included): what the judge runs.").tag(config=True)
+    socket_dir = List([], help="[folder] for the judge's sockets, one the kernel can reach.").tag(
+        config=True)
+    scrub_paths = List([], help="Paths of the grading machine to hide from every output.").tag(
+        config=True)
 
     def preprocess(self, nb: NotebookNode, resources: Any, km: Any = None) -> Any:
         self._stopped: str | None = None
@@ -90,7 +128,9 @@ class GuardedExecute(Execute):  # type: ignore[misc]
         self.iopub_timeout = int(max(1, self.kill_grace))
         self.shutdown_kernel = "immediate"
         self._started = time.perf_counter()
+        self._namespace: dict[str, Any] | None = None
         TIMINGS.clear()
+        VERDICTS.clear()
         try:
             return super().preprocess(nb, resources, km)
         finally:
@@ -160,9 +200,16 @@ class GuardedExecute(Execute):  # type: ignore[misc]
         finally:
             self._tick("cells", mark)
             self._tick(f"cell:{name}", mark)
+            _scrub(cell, self.scrub_paths)
 
     async def _run_cell_timed(self, cell: NotebookNode, index: int, name: str) -> NotebookNode:
         graded = _is_graded_code(cell)
+        if graded and self.judge:
+            mark = time.perf_counter()
+            try:
+                return await self._judge_cell(cell, name)
+            finally:
+                self._tick("judge", mark)
         if graded and self.guard:
             mark = time.perf_counter()
             changes = await self._guard("restore")
@@ -213,6 +260,99 @@ class GuardedExecute(Execute):  # type: ignore[misc]
                     cell.outputs.append(_error_output(
                         "IntegrityError", f"the checks were tampered with while this test ran: {detail}"))
         return cell
+
+    async def _judge_cell(self, cell: NotebookNode, name: str) -> NotebookNode:
+        """Run the cell's tests in the judge against the kernel; the judge's verdict is the grade."""
+        from course_utils.grader import judge
+
+        cell.outputs = []
+        source = self.tests.get(name)
+        if source is None:  # not a graded cell of the gradebook: nothing to judge, no points
+            cell.outputs = [_error_output("GradingError", f"{name!r} is not a graded cell of this assignment")]
+            return cell
+        folder = self.socket_dir[0] if self.socket_dir else tempfile.gettempdir()
+        path = os.path.join(folder, f"judge-{uuid.uuid4().hex[:10]}.sock")
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(path)
+        os.chmod(path, 0o777)  # the kernel may run as another user
+        server.listen(1)
+        server.setblocking(False)
+        loop = asyncio.get_running_loop()
+        assert self.kc is not None
+        code = f"__import__('course_utils.grader.agent', fromlist=['serve']).serve({path!r})"
+        msg_id = self.kc.execute(code, silent=True, store_history=False, allow_stdin=False)
+        conn = None
+        try:
+            conn = await self._accept(loop, server)
+            if conn is None:
+                verdict = judge.Verdict(passed=False, error=(
+                    "KernelError", "the kernel did not answer the grader (is it still running?)"))
+                if not await self.km.is_alive():
+                    verdict.incident = "kernel-died"
+            else:
+                conn.setblocking(True)
+                provisioner = getattr(self.km, "provisioner", None)
+                pid = getattr(provisioner, "pgid", None) or getattr(provisioner, "pid", None)
+                link = judge.Link(conn, time.monotonic() + self.timeout, judge.interrupter(pid),
+                                  grace=self.kill_grace)
+                verdict = judge.run_test(source, link, self._own_names())
+                if not verdict.stuck and verdict.incident != "kernel-died":
+                    link.end()
+        finally:
+            if conn is not None:
+                conn.close()
+            server.close()
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        VERDICTS[name] = verdict.passed
+        if verdict.stuck or verdict.incident == "kernel-died":
+            await self._kill()
+            reason = (f"cell {name!r} ran past the {self.timeout} s timeout and did not stop when "
+                      "interrupted; the kernel was killed") if verdict.stuck else \
+                f"the kernel died in cell {name!r} ({self._death()})"
+            self._stop(reason)
+        else:
+            await self._wait_reply(msg_id)
+        if verdict.incident:
+            self._record(verdict.incident, name, f"{name}: {verdict.error[1] if verdict.error else ''}")
+        text = verdict.output + "".join(f"[{note}]\n" for note in verdict.notes)
+        if text:
+            cell.outputs.append(NotebookNode(output_type="stream", name="stdout", text=text))
+        if not verdict.passed:
+            ename, evalue = verdict.error or ("TestFailed", "the test failed")
+            cell.outputs.append(_error_output(ename, evalue))
+        cell.execution_count = None
+        return cell
+
+    def _own_names(self) -> dict[str, Any]:
+        if self._namespace is None:
+            from course_utils.grader.judge import judge_namespace
+
+            self._namespace = judge_namespace(self.bindings)
+        return self._namespace
+
+    async def _accept(self, loop: asyncio.AbstractEventLoop, server: socket.socket) -> socket.socket | None:
+        deadline = loop.time() + min(self.guard_timeout, float(self.timeout or 60))
+        while loop.time() < deadline:
+            try:
+                conn, _ = await asyncio.wait_for(loop.sock_accept(server), timeout=1.0)
+                return conn
+            except TimeoutError:
+                if not await self.km.is_alive():
+                    return None
+        return None
+
+    async def _wait_reply(self, msg_id: str) -> None:
+        """Wait for the kernel to finish the ``serve`` request (it returns when the judge ends)."""
+        assert self.kc is not None
+        deadline = asyncio.get_running_loop().time() + self.kill_grace + 5
+        while asyncio.get_running_loop().time() < deadline and await self.km.is_alive():
+            try:
+                reply = await self.kc.shell_channel.get_msg(timeout=0.5)
+            except Empty:
+                continue
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return
 
     def _death(self) -> str:
         from course_utils.grader.kernel import describe_returncode

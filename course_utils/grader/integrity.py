@@ -216,6 +216,14 @@ def scan_source(source: str, protected: Mapping[str, str] | Iterable[str] = ()) 
     ``protected`` names the setup cell binds, optionally mapped to the package
     each comes from (importing something else under that name is flagged).
     """
+    try:
+        return _scan(source, protected)
+    except (RecursionError, MemoryError, ValueError, OverflowError):
+        # Code nested too deep for Python's parser: it is reported, never fatal to the run.
+        return ["code nested too deeply to be read (could not be scanned)"]
+
+
+def _scan(source: str, protected: Mapping[str, str] | Iterable[str]) -> list[str]:
     roots = dict(_PROTECTED_ROOTS)
     if isinstance(protected, Mapping):
         roots.update({k: str(v).split(".")[0] for k, v in protected.items()})

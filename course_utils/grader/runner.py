@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-from traitlets import Bool, Dict, Float, Integer
+from traitlets import Bool, Dict, Float, Integer, List, Unicode
 from traitlets.config import Config, Configurable, PyFileConfigLoader
 
 from course_utils.grader import integrity
@@ -101,6 +101,9 @@ class CourseGrade(Configurable):  # type: ignore[misc]
     kill_grace = Float(10.0, help="Seconds an interrupted cell may take to stop.").tag(config=True)
     network = Bool(False, help="Let student code use the network.").tag(config=True)
     per_assignment = Dict({}, help="assignment -> {timeout, memory_mb} overrides.").tag(config=True)
+    in_kernel_tests = List(Unicode(), [], help=(
+        "Assignments whose graded cells still run in the student's kernel under the guard, "
+        "not in the judge (tests not yet written for the judge).")).tag(config=True)
 
 
 @dataclass
@@ -187,6 +190,14 @@ class _Assignment:
     # notebook -> every cell of the source notebook that has a grade_id, in order, with
     # locked cells as released (hidden tests removed): used to put back deleted cells.
     skeleton: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # graded cell -> its source in the gradebook (hidden tests included): what the judge runs.
+    tests: dict[str, str] = field(default_factory=dict)
+    judged: bool = True
+
+
+def in_kernel_tests(root: Path) -> list[str]:
+    """The course's ``CourseGrade.in_kernel_tests`` (assignments not yet graded by the judge)."""
+    return list(_load_config(root).get("CourseGrade", {}).get("in_kernel_tests", []))
 
 
 def _load_config(root: Path) -> Config:
@@ -323,9 +334,12 @@ def _assignment_info(course: _Course, name: str, limits: CourseGrade, options: G
     cells: dict[str, dict[str, float]] = {}
     bindings: list[tuple[str, str, str | None]] = []
     skeleton: dict[str, list[dict[str, Any]]] = {}
+    tests: dict[str, str] = {}
     with Gradebook(course.db_url) as gb:
         for nb in gb.find_assignment(name).notebooks:
             points = {c.name: float(c.max_score) for c in nb.grade_cells}
+            tests.update({c.name: c.source for c in nb.source_cells
+                          if c.name in points and c.cell_type == "code"})
             source = [{"name": c.name, "cell_type": c.cell_type, "source": c.source,
                        "locked": c.locked, "points": points.get(c.name)} for c in nb.source_cells]
             notebooks[nb.name] = integrity.expected_release_checksums(source)
@@ -352,7 +366,7 @@ def _assignment_info(course: _Course, name: str, limits: CourseGrade, options: G
         override.get("memory_mb", limits.memory_mb)
     return _Assignment(name=name, notebooks=notebooks, cells=cells, bindings=bindings,
                        extra_files=extra, timeout=int(timeout), memory_mb=int(memory),
-                       skeleton=skeleton)
+                       skeleton=skeleton, tests=tests, judged=name not in limits.in_kernel_tests)
 
 
 def _skeleton(source_nb: nbformat.NotebookNode) -> list[dict[str, Any]]:
@@ -393,6 +407,18 @@ def _put_back_deleted(nb: nbformat.NotebookNode, skeleton: list[dict[str, Any]])
         anchor += 1
         restored.append(grade_id)
     return restored
+
+
+def _inspect(folder: Path, info: _Assignment) -> integrity.Inspection:
+    """Files, locked cells and a static scan of one submission, before anything runs."""
+    found = integrity.inspect_submission(folder, info.notebooks)
+    protected = {b[0]: b[1] for b in info.bindings}
+    for nb_name in found.graded:
+        nb = nbformat.read(folder / f"{nb_name}.ipynb", as_version=4)
+        flags = integrity.scan_notebook(nb, protected)
+        if flags:
+            found.add("suspicious", f"{nb_name}: review " + "; ".join(flags))
+    return found
 
 
 def _submission_mtime(folder: Path) -> float:
@@ -551,6 +577,12 @@ class _Worker:
         cfg.GuardedExecute.kill_grace = self.s.kill_grace
         cfg.GuardedExecute.bindings = [list(b) for b in info.bindings]
         cfg.GuardedExecute.kernel_manager_class = GraderKernelManager
+        cfg.GuardedExecute.judge = info.judged
+        cfg.GuardedExecute.tests = dict(info.tests)
+        sockets = self.root / "kernels" / "ipc"
+        sockets.mkdir(parents=True, exist_ok=True)
+        cfg.GuardedExecute.socket_dir = [str(sockets)]
+        cfg.GuardedExecute.scrub_paths = [str(self.root), str(self.s.workdir)]
         cfg.GuardedExecute.startup_timeout = 120
         cfg.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
         return cfg
@@ -973,13 +1005,11 @@ def _grade_locked(course: _Course, limits: CourseGrade, options: GradeOptions,
             row.details, row.seconds, row.skipped = previous["details"], previous["seconds"], True
             rows[(student, name)] = row
             continue
-        found = integrity.inspect_submission(folder, info.notebooks)
-        protected = {b[0]: b[1] for b in info.bindings}
-        for nb_name in found.graded:
-            nb = nbformat.read(folder / f"{nb_name}.ipynb", as_version=4)
-            flags = integrity.scan_notebook(nb, protected)
-            if flags:
-                found.add("suspicious", f"{nb_name}: review " + "; ".join(flags))
+        try:
+            found = _inspect(folder, info)
+        except Exception as err:  # noqa: BLE001 - one submission never stops the run
+            found = integrity.Inspection()
+            found.add("grader-error", f"the grader could not inspect it ({type(err).__name__}: {err})"[:300])
         notes[(student, name)] = (found.codes, found.details)
         statuses[key] = {"mtime": mtime}
         if found.graded:

@@ -196,7 +196,10 @@ checks.check_true(
 
 # %% nbgrader={"grade": true, "grade_id": "test-backward", "locked": true, "points": 4, "schema_version": 3, "solution": false}
 # Graded: backward pass (hidden tests: other shapes, and the ReLU mask on mixed signs).
-_gw1, _gw2 = two_layer_backward(x_gc, y_gc, y_pred_gc, cache_gc, w2_gc)
+# Inputs of the right shapes that do not come from your forward pass (so a mistake
+# there costs points only in exercise 1).
+_hidden = np.ones((x_gc.shape[0], w1_gc.shape[1]))
+_gw1, _gw2 = two_layer_backward(x_gc, y_gc, np.zeros_like(y_gc), (_hidden, _hidden), w2_gc)
 checks.check_shape("grad_w1", _gw1, w1_gc.shape, quiet=True)
 checks.check_shape("grad_w2", _gw2, w2_gc.shape, quiet=True)
 ### BEGIN HIDDEN TESTS
@@ -316,47 +319,42 @@ checks.check_true(
 # Graded: the training loop. It is tested with reference versions of the other three
 # functions, so a mistake in exercises 1-3 costs points only there.
 ### BEGIN HIDDEN TESTS
-_student = (two_layer_forward, squared_error, two_layer_backward, sgd_step)
-
-
-def two_layer_forward(x, w1, w2):
+def _forward(x, w1, w2):
     h = x @ w1
     return np.maximum(h, 0) @ w2, (h, np.maximum(h, 0))
 
 
-def squared_error(y_pred, y):
+def _squared_error(y_pred, y):
     return float(np.sum((y_pred - y) ** 2))
 
 
-def two_layer_backward(x, y, y_pred, cache, w2):
+def _backward(x, y, y_pred, cache, w2):
     h, h_relu = cache
     g = 2 * (y_pred - y)
     return x.T @ ((g @ w2.T) * (h > 0)), h_relu.T @ g
 
 
-def sgd_step(params, grads, lr):
+def _sgd_step(params, grads, lr):
     for p, g in zip(params, grads):
         p -= lr * g
 
 
-try:
-    _rng = np.random.default_rng(2024)
-    _x, _y = _rng.standard_normal((10, 6)), _rng.standard_normal((10, 2))
-    _w1, _w2 = _rng.standard_normal((6, 5)), _rng.standard_normal((5, 2))
-    _w1_ref, _w2_ref = _w1.copy(), _w2.copy()
+_rng = np.random.default_rng(2024)
+_x, _y = _rng.standard_normal((10, 6)), _rng.standard_normal((10, 2))
+_w1, _w2 = _rng.standard_normal((6, 5)), _rng.standard_normal((5, 2))
+_w1_ref, _w2_ref = _w1.copy(), _w2.copy()
+with checks.substitute(two_layer_forward=_forward, squared_error=_squared_error,
+                       two_layer_backward=_backward, sgd_step=_sgd_step):
     _losses = train(_x, _y, _w1, _w2, 1e-3, 7)
-    _expected = []
-    for _ in range(7):
-        _yp, _c = two_layer_forward(_x, _w1_ref, _w2_ref)
-        _expected.append(squared_error(_yp, _y))
-        sgd_step([_w1_ref, _w2_ref], two_layer_backward(_x, _y, _yp, _c, _w2_ref), 1e-3)
-    assert len(_losses) == 7, f"train should return 7 losses, got {len(_losses)}"
-    checks.check_close("hidden losses", _losses, _expected, quiet=True)
-    checks.check_close("hidden w1 after training", _w1, _w1_ref, quiet=True)
-finally:
-    two_layer_forward, squared_error, two_layer_backward, sgd_step = _student
+_expected = []
+for _ in range(7):
+    _yp, _c = _forward(_x, _w1_ref, _w2_ref)
+    _expected.append(_squared_error(_yp, _y))
+    _sgd_step([_w1_ref, _w2_ref], _backward(_x, _y, _yp, _c, _w2_ref), 1e-3)
+assert len(_losses) == 7, f"train should return 7 losses, got {len(_losses)}"
+checks.check_close("hidden losses", _losses, _expected, quiet=True)
+checks.check_close("hidden w1 after training", _w1, _w1_ref, quiet=True)
 ### END HIDDEN TESTS
-assert len(losses) == num_steps, f"train returned {len(losses)} losses for {num_steps} steps"
 checks.passed("training loop")
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "recap", "locked": true, "schema_version": 3, "solution": false}

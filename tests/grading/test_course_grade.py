@@ -29,17 +29,21 @@ CELLS = ("test-forward", "test-backward", "test-sgd", "test-train")
 EXPECTED = {
     "correct": ((2, 4, 2, 2), "ok"),
     "untouched": ((0, 0, 0, 0), "ok"),
-    "hostile-patches-numpy": ((0, 4, 2, 2), "tamper-undone+suspicious"),
-    "hostile-patches-checks": ((2, 0, 2, 2), "tamper-undone+suspicious"),
-    "hostile-swallows-errors": ((2, 4, 0, 2), "tamper-undone+suspicious"),
-    "hostile-blanks-tests": ((0, 4, 2, 2), "tamper-undone+suspicious"),
-    "hostile-patches-during-test": ((2, 4, 2, 0), "tampered+tamper-undone+suspicious"),
-    "hostile-fakes-score": ((0, 4, 2, 2), "partial-credit+suspicious"),
+    "honest-noisy": ((2, 4, 2, 2), "ok"),
+    "hostile-patches-numpy": ((0, 4, 2, 2), "suspicious"),
+    "hostile-patches-checks": ((2, 0, 2, 2), "suspicious"),
+    "hostile-swallows-errors": ((2, 4, 0, 2), "suspicious"),
+    "hostile-blanks-tests": ((0, 0, 2, 2), "suspicious"),
+    "hostile-patches-during-test": ((2, 4, 2, 0), "suspicious"),
+    "hostile-patches-in-background": ((2, 0, 2, 2), "suspicious"),
+    "hostile-fakes-score": ((0, 4, 2, 2), "suspicious"),
+    "hostile-fakes-messages": ((0, 4, 2, 2), "ok"),
+    "hostile-returns-tricks": ((0, 4, 2, 2), "suspicious"),
     "hostile-writes-files": ((0, 4, 2, 2), "suspicious"),
     "hostile-exits": ((2, 4, 0, 0), "kernel-died"),
     "hostile-segfaults": ((2, 0, 0, 0), "kernel-died+suspicious"),
     "hostile-eats-memory": ((2, 4, 2, 0), "memory"),
-    "hostile-loops": ((2, 4, 0, 0), "timeout"),
+    "hostile-loops": ((2, 4, 0, 2), "timeout"),
     "hostile-ignores-interrupt": ((2, 4, 2, 0), "timeout"),
     "edits-test-cell": ((0, 4, 2, 2), "edited-cells"),
     "deletes-test-cell": ((2, 4, 0, 2), "deleted-cells"),
@@ -50,7 +54,7 @@ EXPECTED = {
 POINTS = dict(zip(CELLS, (2, 4, 2, 2), strict=True))
 # Re-graded to check determinism: honest, wrong, tampering and crashing submissions.
 REGRADE = ["correct", "forgot-relu-and-rebinds", "hostile-patches-numpy",
-           "hostile-patches-during-test", "hostile-fakes-score", "hostile-exits"]
+           "hostile-patches-during-test", "hostile-fakes-messages", "hostile-exits"]
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +84,29 @@ def test_exact_scores_and_status(graded, student):
     assert row.total == sum(points) and row.max_total == 10
 
 
+def _outputs(course, student, cell):
+    nb = nbformat.read(course / "autograded" / student / A / f"{A}.ipynb", as_version=4)
+    found = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == cell)
+    return found.outputs
+
+
+def test_kernel_messages_cannot_pass_a_test(graded):
+    """A kernel that drops its error messages and prints pass lines still fails: the judge decides."""
+    outputs = _outputs(graded[0], "hostile-fakes-messages", "test-forward")
+    assert [o.output_type for o in outputs][-1] == "error"
+    assert "values do not match" in outputs[-1].evalue
+
+
+def test_honest_noise_on_stderr_keeps_the_points_and_shows_no_grader_paths(graded):
+    """logging, warnings and tqdm on stderr in a graded function: full marks, no machine paths."""
+    course = graded[0]
+    outputs = _outputs(course, "honest-noisy", "test-forward")
+    assert all(o.output_type == "stream" and o.name == "stdout" for o in outputs)
+    text = "".join(o.text for o in outputs)
+    assert "forward called" in text and "only a warning" in text
+    assert str(course) not in text and "course-grade-" not in text
+
+
 def test_typical_mistakes_lose_exactly_their_cells(graded):
     """Each mistakes.py entry loses exactly the cells it lists and keeps the others."""
     rows = _rows(graded[1])
@@ -103,11 +130,10 @@ def test_statuses_say_what_happened(graded):
     assert "did not stop when interrupted; the kernel was killed" in text["hostile-ignores-interrupt"]
     assert "was interrupted" in text["hostile-loops"]
     assert "MemoryError" in text["hostile-eats-memory"]
-    assert "during 'test-train'" in text["hostile-patches-during-test"]
-    assert "numpy.allclose redefined" in text["hostile-patches-numpy"]
-    assert "custom_exceptions" in text["hostile-swallows-errors"]
-    assert "input_transformers_cleanup" in text["hostile-blanks-tests"]
-    assert "name 'checks' rebound" in text["hostile-patches-checks"]
+    assert "patches np.allclose" in text["hostile-patches-numpy"]
+    assert "installs a custom exception handler" in text["hostile-swallows-errors"]
+    assert "adds an IPython input transformer" in text["hostile-blanks-tests"]
+    assert "rebinds checks" in text["hostile-patches-checks"]
     assert "test-forward" in text["edits-test-cell"] and "test-sgd" in text["deletes-test-cell"]
 
 

@@ -1,0 +1,88 @@
+"""Helpers for graded test cells that run either in the notebook or in the grader's judge.
+
+A graded cell's tests are ordinary Python that an instructor runs in the
+solution notebook (and CI runs with nbval). When ``course grade`` grades a
+submission, the same cell runs in the *judge*, a trusted process outside the
+student's kernel (:mod:`course_utils.grader.judge`): names the cell does not
+define are looked up in the kernel, plain values (numbers, arrays, tensors,
+lists...) arrive as copies, and functions, classes and other objects arrive as
+handles whose calls run in the kernel and return plain values again.
+
+Most tests read the same either way. The few things that differ have a helper
+here that does the right thing in both places:
+
+* :func:`substitute` - run the student's code with some of its names bound to
+  reference functions (so a mistake in exercise A costs points only in A);
+* :func:`in_kernel` - put a value into the kernel and keep a handle to it
+  (to change it there, e.g. to test that a tensor shares its memory);
+* :func:`fetch` - read a value's current state from the kernel again;
+* :func:`is_instance` - ``isinstance`` that also answers for a kernel object
+  (from the class names the kernel reports, which the student controls: a
+  test that relies on it says so).
+
+In a notebook (no judge) each helper is the plain-Python equivalent.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+__all__ = ["current_link", "fetch", "in_kernel", "is_instance", "substitute"]
+
+_LINK: list[Any] = []  # the judge's connection to the kernel while it runs a test cell
+
+
+def current_link() -> Any:
+    """The judge's link to the kernel, or None when running in a notebook."""
+    return _LINK[-1] if _LINK else None
+
+
+@contextmanager
+def substitute(**replacements: Any) -> Iterator[None]:
+    """Bind the notebook's names to ``replacements`` for the duration of the block.
+
+    ``with substitute(forward=reference_forward): train(...)`` makes the student's
+    ``train`` call ``reference_forward``. Under the judge the replacement runs in
+    the judge and the student's code calls it across the boundary.
+    """
+    link = current_link()
+    if link is not None:
+        with link.substitute(replacements):
+            yield
+        return
+    namespace = sys._getframe(2).f_globals  # the test cell's namespace (contextmanager adds a frame)
+    missing = object()
+    saved = {name: namespace.get(name, missing) for name in replacements}
+    namespace.update(replacements)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is missing:
+                namespace.pop(name, None)
+            else:
+                namespace[name] = value
+
+
+def in_kernel(value: Any) -> Any:
+    """``value`` placed in the student's kernel, as a handle there (itself in a notebook)."""
+    link = current_link()
+    return value if link is None else link.keep(value)
+
+
+def fetch(value: Any) -> Any:
+    """``value`` with its current state read from the kernel again (itself in a notebook)."""
+    link = current_link()
+    return value if link is None else link.fetch(value)
+
+
+def is_instance(value: Any, cls: type | tuple[type, ...]) -> bool:
+    """``isinstance(value, cls)``; for a kernel object, by the class names it reports."""
+    link = current_link()
+    if link is not None and link.is_handle(value):
+        classes = cls if isinstance(cls, tuple) else (cls,)
+        return any(link.reports_class(value, c) for c in classes)
+    return isinstance(value, cls)
