@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 # Helpers for graded cells that also run in the grader's judge (see course_utils.remote).
-from course_utils.remote import fetch, in_kernel, is_instance, substitute
+from course_utils.remote import fetch, in_kernel, is_instance, run_in_kernel, substitute
 
 __all__ = [
     "CheckError",
@@ -45,6 +45,7 @@ __all__ = [
     "param_snapshot",
     "passed",
     "rel_error",
+    "run_in_kernel",
     "substitute",
     "to_numpy",
 ]

@@ -16,6 +16,11 @@ here that does the right thing in both places:
 * :func:`in_kernel` - put a value into the kernel and keep a handle to it
   (to change it there, e.g. to test that a tensor shares its memory);
 * :func:`fetch` - read a value's current state from the kernel again;
+* :func:`run_in_kernel` - run a small driver function of the test *in the
+  kernel*, on kernel objects (build a model there, call ``backward`` through
+  the student's graph, read gradients); what it returns comes back as data.
+  The driver uses only its arguments and ``np``/``torch``/``nn``/``F``/``math``;
+  its code is visible to the kernel, so it must not hold expected values;
 * :func:`is_instance` - ``isinstance`` that also answers for a kernel object
   (from the class names the kernel reports, which the student controls: a
   test that relies on it says so).
@@ -26,11 +31,11 @@ In a notebook (no judge) each helper is the plain-Python equivalent.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["current_link", "fetch", "in_kernel", "is_instance", "substitute"]
+__all__ = ["current_link", "fetch", "in_kernel", "is_instance", "run_in_kernel", "substitute"]
 
 _LINK: list[Any] = []  # the judge's connection to the kernel while it runs a test cell
 
@@ -71,6 +76,17 @@ def in_kernel(value: Any) -> Any:
     """``value`` placed in the student's kernel, as a handle there (itself in a notebook)."""
     link = current_link()
     return value if link is None else link.keep(value)
+
+
+def run_in_kernel(driver: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``driver(*args, **kwargs)``, run in the student's kernel under the judge.
+
+    Objects from the kernel passed as arguments are the kernel's own (graphs,
+    parameters and identities intact); the result comes back as data (or a
+    handle). In a notebook it is a plain call.
+    """
+    link = current_link()
+    return driver(*args, **kwargs) if link is None else link.run(driver, args, kwargs)
 
 
 def fetch(value: Any) -> Any:

@@ -27,11 +27,14 @@ import ast
 import builtins
 import contextlib
 import importlib
+import inspect
 import io
+import linecache
 import os
 import signal
 import socket
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -268,6 +271,15 @@ class Link:
     def fetch(self, value: Any) -> Any:
         return self.request("value", obj=value)
 
+    def run(self, driver: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        """Run the test's ``driver`` function in the kernel (its source goes there, not its closure)."""
+        try:
+            source = textwrap.dedent(inspect.getsource(driver))
+        except (OSError, TypeError) as err:
+            raise RuntimeError(f"run_in_kernel needs a function defined in the test cell: {err}") from None
+        return self.request("run", source=source, function=driver.__name__, args=list(args),
+                            kwargs=dict(kwargs))
+
     @contextlib.contextmanager
     def substitute(self, replacements: Mapping[str, Any]) -> Iterator[None]:
         missing = object()
@@ -476,6 +488,8 @@ def run_test(source: str, link: Link, own: Mapping[str, Any]) -> Verdict:
     namespace = _Namespace(link, own)
     verdict = Verdict(passed=False)
     remote._LINK.append(link)
+    # inspect.getsource (run_in_kernel) reads the cell's functions from here.
+    linecache.cache[CELL_FILE] = (len(source), None, source.splitlines(keepends=True), CELL_FILE)
     try:
         code = compile(source, CELL_FILE, "exec")
         with contextlib.redirect_stdout(_JudgeStdout(output)):

@@ -111,7 +111,7 @@ def _preload(modules: list[str]) -> tuple[Any, list[str]]:
             importlib.import_module(name)
         except Exception as err:  # noqa: BLE001 - a kernel will report it where it matters
             failed.append(f"{name}: {type(err).__name__}: {err}")
-    from course_utils.grader import guard, sandbox  # noqa: F401 - preloaded for the kernels
+    from course_utils.grader import agent, guard, sandbox  # noqa: F401 - preloaded for the kernels
 
     return guard.take_snapshot(modules), failed
 

@@ -101,6 +101,15 @@ def nonleaf(t):
 
 def parameter():
     return torch.nn.Parameter(torch.ones(2))
+
+
+def scale(t):
+    return t * 3
+
+
+def zero_grads(model):
+    for p in model.parameters():
+        p.grad = None
 '''
 
 OWN = [("np", "numpy", None), ("torch", "torch", None), ("checks", "course_utils", "checks")]
@@ -263,6 +272,38 @@ assert [id(t) for t in leaves(loss)] == [id(W)]
 _t = nonleaf(W)
 assert not _t.is_leaf and _t.requires_grad
 assert checks.is_instance(parameter(), torch.nn.Parameter)
+''')
+    assert verdict.passed, verdict.error
+
+
+def test_drivers_run_in_the_kernel_on_its_own_objects(kernel):
+    """run_in_kernel: backward through the student's graph, a model built there, its state back."""
+    link, _ = kernel
+    verdict = _judge(link, '''
+def _grads(out, params):
+    out.sum().backward()
+    return [p.grad for p in params]
+
+_ps = [torch.ones(2, requires_grad=True)]
+_out = scale(_ps[0])
+_g = checks.run_in_kernel(_grads, _out, _ps)
+checks.check_close("grad", _g[0], torch.full((2,), 3.0))
+checks.check_close("synced grad", _ps[0].grad, torch.full((2,), 3.0))
+
+def _model():
+    torch.manual_seed(0)
+    m = nn.Linear(2, 1)
+    m(torch.ones(1, 2)).sum().backward()
+    return m
+
+def _state(m):
+    return {n: (p.detach().clone(), p.grad) for n, p in m.named_parameters()}
+
+_m = checks.run_in_kernel(_model)
+assert checks.is_instance(_m, torch.nn.Linear) and not isinstance(_m, torch.nn.Linear)
+assert checks.run_in_kernel(_state, _m)["weight"][1] is not None
+zero_grads(_m)
+assert all(g is None for _, g in checks.run_in_kernel(_state, _m).values())
 ''')
     assert verdict.passed, verdict.error
 
