@@ -270,7 +270,9 @@ class GuardedExecute(Execute):  # type: ignore[misc]
         if source is None:  # not a graded cell of the gradebook: nothing to judge, no points
             cell.outputs = [_error_output("GradingError", f"{name!r} is not a graded cell of this assignment")]
             return cell
-        folder = self.socket_dir[0] if self.socket_dir else tempfile.gettempdir()
+        # The kernel's own socket folder when it has one (all a locked kernel sees of ours).
+        folder = os.path.dirname(self.km.ip) if getattr(self.km, "transport", "") == "ipc" else \
+            (self.socket_dir[0] if self.socket_dir else tempfile.gettempdir())
         path = os.path.join(folder, f"judge-{uuid.uuid4().hex[:10]}.sock")
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         server.bind(path)

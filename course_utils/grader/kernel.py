@@ -30,7 +30,7 @@ from typing import Any
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
-from course_utils.grader.sandbox import SandboxSpec
+from course_utils.grader.sandbox import SandboxSpec, environment_paths
 
 __all__ = [
     "GraderKernelManager",
@@ -129,9 +129,8 @@ class KernelRuntime:
     workdir: Path
     sandbox: SandboxSpec
     kernel_env: dict[str, str] = field(default_factory=dict)
-    readonly_names: list[str] = field(default_factory=list)
+    readonly_paths: list[str] = field(default_factory=list)  # host paths a kernel may read, besides the environment
     ipc: bool = True
-    writable: list[str] = field(default_factory=list)
     last_log: Path | None = None
 
 
@@ -201,14 +200,20 @@ class ZygoteProvisioner(LocalProvisioner):  # type: ignore[misc]
         self.tmpdir = rt.workdir / "tmp" / f"kernel-{number}"
         self.tmpdir.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in (kwargs.get("env") or os.environ).items() if isinstance(v, str)}
-        tmp = str(self.tmpdir)
+        locked = rt.sandbox.filesystem and sys.platform.startswith("linux")
+        tmp = "/tmp" if locked else str(self.tmpdir)  # a locked kernel has a /tmp of its own
         env.update(rt.kernel_env)
         env.update({"TMPDIR": tmp, "TMP": tmp, "TEMP": tmp, "IPYTHONDIR": f"{tmp}/.ipython",
                     "MPLCONFIGDIR": f"{tmp}/.matplotlib", "JPY_PARENT_PID": str(rt.zygote.proc.pid)})
-        readonly = [os.path.join(cwd, name) for name in rt.readonly_names]
-        spec = SandboxSpec(**{**asdict(rt.sandbox),
-                              "writable": [cwd, tmp, str(rt.workdir / "ipc"), *rt.writable],
-                              "readonly_files": readonly})
+        if locked:
+            env["HOME"] = tmp
+        sockets = os.path.dirname(getattr(self.parent, "ip", "") or "")
+        connection = args[args.index("-f") + 1] if "-f" in args else None
+        spec = SandboxSpec(**{**asdict(rt.sandbox), "cwd": cwd,
+                              "readonly": [*environment_paths(), *rt.readonly_paths],
+                              "writable": [sockets] if sockets and os.path.isdir(sockets) else [],
+                              "copy_files": [connection] if connection else [],
+                              "cgroup": f"course-grade-{os.getpid()}-{number}"})
         log = rt.workdir / "logs" / f"kernel-{number}.log"
         status = rt.workdir / "logs" / f"kernel-{number}.status"
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -270,10 +275,11 @@ class GraderKernelManager(AsyncKernelManager):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         rt = runtime()
-        if rt.ipc:
-            (rt.workdir / "ipc").mkdir(parents=True, exist_ok=True)
+        if rt.ipc:  # one folder per kernel: all a locked kernel sees of the grader's files
+            folder = rt.workdir / "ipc" / f"k{uuid.uuid4().hex[:8]}"
+            folder.mkdir(parents=True, exist_ok=True)
             self.transport = "ipc"
-            self.ip = str(rt.workdir / "ipc" / f"k{uuid.uuid4().hex[:8]}")
+            self.ip = str(folder / "k")
 
     async def _async_pre_start_kernel(self, **kw: Any) -> Any:
         if self.provisioner is None:

@@ -160,6 +160,7 @@ class GradeReport:
     workers: int
     sandbox: list[str]
     warnings: list[str] = field(default_factory=list)
+    protections: str = "all"  # "all", or "off: " and the protections this host could not apply
 
 
 # ---------------------------------------------------------------------------------------------
@@ -480,7 +481,6 @@ class _WorkerSettings:
     kernel_env: dict[str, str]
     zygote_env: dict[str, str]
     preload: list[str]
-    writable: list[str]
     kill_grace: float
     feedback: bool
     ipc: bool
@@ -538,7 +538,7 @@ class _Worker:
         self.zygote = kernel.Zygote(self.root / "zygote", settings.preload, settings.zygote_env)
         self.runtime = kernel.KernelRuntime(
             zygote=self.zygote, workdir=self.root / "kernels", sandbox=settings.sandbox,
-            kernel_env=settings.kernel_env, ipc=settings.ipc, writable=settings.writable)
+            kernel_env=settings.kernel_env, ipc=settings.ipc)
         kernel.configure(self.runtime)
         os.environ["JUPYTER_RUNTIME_DIR"] = str(self.root / "runtime")
 
@@ -610,7 +610,6 @@ class _Worker:
         for step in ("autograded", "feedback"):
             shutil.rmtree(self.root / step / student / name, ignore_errors=True)
         self.runtime.sandbox = SandboxSpec(**{**asdict(self.s.sandbox), "memory_mb": info.memory_mb})
-        self.runtime.readonly_names = list(info.extra_files)
         cfg = self._config(info)
         cfg.CourseDirectory.student_id = student
         cfg.CourseDirectory.assignment_id = name
@@ -797,17 +796,6 @@ def _prefetch_data(course: _Course, names: Iterable[str]) -> None:
                 pass
 
 
-def _writable() -> list[str]:
-    """Folders kernels may write besides their own: the course cache (filled on first use).
-
-    Notebooks may cache what they build once (a trained backbone, an extracted data
-    set) there. Everything else outside the submission folder is read-only.
-    """
-    cache = os.environ.get("COURSE_CACHE") or str(Path.home() / ".cache" / "pytorch-course")
-    Path(cache).mkdir(parents=True, exist_ok=True)
-    return [cache]
-
-
 def _preload(assignments: Iterable[_Assignment]) -> list[str]:
     """Modules the setup cells import (``from a import b`` adds ``a.b`` when it is a module)."""
     import importlib.util
@@ -846,18 +834,19 @@ def _environments(options: GradeOptions, workers: int) -> tuple[dict[str, str], 
     return zygote_env, kernel_env
 
 
-def _describe_sandbox(spec: SandboxSpec, missing: list[str]) -> list[str]:
-    lines = [f"memory cap per kernel: {spec.memory_mb} MiB" if spec.memory_mb else "no memory cap"]
-    if not spec.network and not spec.filesystem:
-        return ["sandbox off", *lines]
-    if missing:
-        return [*missing, *lines]
-    parts = []
-    if spec.network:
-        parts.append("no network")
-    if spec.filesystem:
-        parts.append("read-only file system outside the submission folder")
-    return [", ".join(parts), *lines]
+def _describe_sandbox(spec: SandboxSpec, missing: list[str]) -> tuple[list[str], str]:
+    """The run summary's lines about containment, and the CSV's ``protections`` value."""
+    from course_utils.grader.sandbox import LAYERS
+
+    memory = f"memory cap per kernel process: {spec.memory_mb} MiB" if spec.memory_mb else "no memory cap"
+    off = list(missing)
+    if not spec.filesystem:
+        off = [LAYERS[k] for k in ("user", "pid", "filesystem", "cgroup")]
+    if not spec.network:
+        off.append(f"{LAYERS['network']} (network allowed)")
+    if not off:
+        return [f"locked kernels: {', '.join(LAYERS.values())}", memory], "all"
+    return [f"PROTECTIONS OFF: {'; '.join(off)}", memory], "off: " + "; ".join(off)
 
 
 class _Pool:
@@ -1033,11 +1022,10 @@ def _grade_locked(course: _Course, limits: CourseGrade, options: GradeOptions,
     from course_utils.grader import sandbox as sandbox_module
 
     missing = sandbox_module.probe(SandboxSpec(network=spec.network, filesystem=spec.filesystem,
-                                               memory_mb=0, max_file_mb=0,
-                                               writable=[tempfile.gettempdir()]))
-    sandbox_lines = _describe_sandbox(SandboxSpec(**{**asdict(spec), "memory_mb": limits.memory_mb
-                                                     if options.memory_mb is None
-                                                     else options.memory_mb}), missing)
+                                               memory_mb=max(limits.memory_mb, 256), max_file_mb=0))
+    sandbox_lines, protections = _describe_sandbox(SandboxSpec(**{
+        **asdict(spec), "memory_mb": limits.memory_mb if options.memory_mb is None else options.memory_mb}),
+        missing)
     ipc = spec.network or spec.filesystem
     problems: list[str] = []
     if tasks:
@@ -1046,7 +1034,7 @@ def _grade_locked(course: _Course, limits: CourseGrade, options: GradeOptions,
         workdir = Path(tempfile.mkdtemp(prefix="course-grade-"))
         settings = _WorkerSettings(
             course=course, assignments=infos, workdir=workdir, sandbox=spec, kernel_env=kernel_env,
-            zygote_env=zygote_env, preload=_preload(infos.values()), writable=_writable(),
+            zygote_env=zygote_env, preload=_preload(infos.values()),
             kill_grace=options.kill_grace if options.kill_grace is not None else limits.kill_grace,
             feedback=options.feedback, ipc=ipc)
         total = len(tasks)
@@ -1072,10 +1060,10 @@ def _grade_locked(course: _Course, limits: CourseGrade, options: GradeOptions,
     results = [rows[p] for p in pairs if p in rows]
     csv_path = Path(options.csv_path) if options.csv_path else course.root / "grades.csv"
     if results:
-        write_csv(results, csv_path)
+        write_csv(results, csv_path, protections)
     return GradeReport(results=results, csv_path=csv_path, course_dir=course.root,
                        wall_s=round(time.perf_counter() - started, 2), workers=workers,
-                       sandbox=sandbox_lines, warnings=problems)
+                       sandbox=sandbox_lines, warnings=problems, protections=protections)
 
 
 def _finish(course: _Course, infos: dict[str, _Assignment], statuses: dict[str, Any],
@@ -1130,19 +1118,23 @@ def _columns(results: Sequence[SubmissionResult]) -> list[tuple[str, str, str]]:
     return [(cell if counts[cell] == 1 else f"{name}:{cell}", name, cell) for name, cell in seen]
 
 
-def write_csv(results: Sequence[SubmissionResult], path: Path) -> Path:
-    """student, assignment, one column per graded cell, total, max, status, details."""
+def write_csv(results: Sequence[SubmissionResult], path: Path, protections: str = "all") -> Path:
+    """student, assignment, one column per graded cell, total, max, status, details, protections.
+
+    ``protections`` says which of the locked kernel's protections were on for the run
+    ("all", or "off: ..." naming those this host could not apply).
+    """
     columns = _columns(results)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["student", "assignment", *[c[0] for c in columns], "total", "max",
-                         "status", "details"])
+                         "status", "details", "protections"])
         for row in results:
             cells = [_fmt(row.scores[cell]) if name == row.assignment and cell in row.scores else ""
                      for _, name, cell in columns]
             writer.writerow([row.student, row.assignment, *cells, _fmt(row.total),
-                             _fmt(row.max_total), row.status, " | ".join(row.details)])
+                             _fmt(row.max_total), row.status, " | ".join(row.details), protections])
     return path
 
 

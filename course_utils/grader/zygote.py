@@ -10,7 +10,7 @@ the guard snapshot (:func:`course_utils.grader.guard.take_snapshot`) and answers
      "sandbox": {...}, "log": "kernel-1.log", "status": "kernel-1.status"}
 
 and is answered ``{"id": 1, "pid": 1234}``. The forked child leaves the
-zygote's session, contains itself (:mod:`course_utils.grader.sandbox`), starts
+zygote's session, locks itself down (:func:`course_utils.grader.sandbox.lock`), starts
 an ipykernel with those arguments and installs the guard. Forking a process that
 has imported torch but never run a torch op (no thread pools yet) is safe, and
 takes milliseconds instead of the seconds a fresh interpreter needs.
@@ -84,9 +84,11 @@ def _child(request: dict[str, Any], snapshot: Any) -> None:  # pragma: no cover 
         os.environ.update(request["env"])
         from course_utils.grader import guard, sandbox
 
-        missing = sandbox.apply(sandbox.SandboxSpec(**request["sandbox"]))
+        missing = sandbox.lock(sandbox.SandboxSpec(**request["sandbox"]))
         for line in missing:
             print(f"sandbox: {line}", file=sys.stderr, flush=True)
+        if os.getpid() == 1:  # PID 1 of its own namespace: its parent is out of sight
+            os.environ.pop("JPY_PARENT_PID", None)
         os.chdir(request["cwd"])
         if "" not in sys.path:
             sys.path.insert(0, "")
