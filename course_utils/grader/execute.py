@@ -44,7 +44,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 from nbgrader import utils
 from nbgrader.preprocessors import ClearHiddenTests, Execute
-from traitlets import Bool, Dict, Float, List
+from traitlets import Bool, Dict, Float, Integer, List
 
 from course_utils.grader.guard import MSG_TYPE
 
@@ -74,6 +74,19 @@ def _error_output(ename: str, evalue: str) -> NotebookNode:
 
 def _cell_name(cell: NotebookNode, index: int) -> str:
     return cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {index}"
+
+
+def _content_size(value: Any, depth: int = 0) -> int:
+    """About how many bytes a message's content holds (its strings, without copying them)."""
+    if isinstance(value, str):
+        return len(value)
+    if depth > 8:
+        return 0
+    if isinstance(value, dict):
+        return sum(_content_size(v, depth + 1) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_content_size(v, depth + 1) for v in value)
+    return 8
 
 
 def _scrub_text(text: Any, paths: list[str]) -> Any:
@@ -121,6 +134,10 @@ class GuardedExecute(Execute):  # type: ignore[misc]
         config=True)
     scrub_paths = List([], help="Paths of the grading machine to hide from every output.").tag(
         config=True)
+    max_output_cell = Integer(1_000_000, help="Bytes of output kept per cell.").tag(config=True)
+    max_output_notebook = Integer(10_000_000, help="Bytes of output kept per notebook.").tag(config=True)
+    submission_timeout = Float(0.0, help="Seconds the whole notebook may run (0: no limit).").tag(
+        config=True)
 
     def preprocess(self, nb: NotebookNode, resources: Any, km: Any = None) -> Any:
         self._stopped: str | None = None
@@ -129,12 +146,60 @@ class GuardedExecute(Execute):  # type: ignore[misc]
         self.shutdown_kernel = "immediate"
         self._started = time.perf_counter()
         self._namespace: dict[str, Any] | None = None
+        self._cell_timeout = self.timeout
+        self._kept = {"cell": 0, "notebook": 0, "capped": 0}
         TIMINGS.clear()
         VERDICTS.clear()
         try:
             return super().preprocess(nb, resources, km)
         finally:
             TIMINGS["execute"] = time.perf_counter() - self._started
+
+    def output(self, outs: list[NotebookNode], msg: dict[str, Any], display_id: str | None,
+               cell_index: int) -> NotebookNode | None:
+        """nbclient's output handler, with byte caps per cell and per notebook."""
+        content = msg.get("content", {})
+        size = _content_size(content)
+        room = min(self.max_output_cell - self._kept["cell"],
+                   self.max_output_notebook - self._kept["notebook"])
+        if size <= room:
+            self._kept["cell"] += size
+            self._kept["notebook"] += size
+            return super().output(outs, msg, display_id, cell_index)
+        kept = None
+        if msg.get("msg_type") == "stream" and room > 0 and isinstance(content.get("text"), str):
+            content["text"] = content["text"][:room]  # what fits; the note says the rest is gone
+            self._kept["cell"] += room
+            self._kept["notebook"] += room
+            kept = super().output(outs, msg, display_id, cell_index)
+        if not self._kept["capped"]:
+            self._kept["capped"] = 1
+            outs.append(NotebookNode(output_type="stream", name="stdout", text=(
+                f"\n[more output than the grader keeps ({self.max_output_cell} bytes per cell, "
+                f"{self.max_output_notebook} per notebook): the rest is not shown]\n")))
+        return kept
+
+    async def async_start_new_kernel_client(self) -> Any:
+        """nbclient's kernel client, made to drop messages whose signature does not verify."""
+        kc = await super().async_start_new_kernel_client()
+        for channel in (kc.iopub_channel, kc.shell_channel):
+            channel.get_msg = self._tolerant(channel.get_msg)
+        return kc
+
+    start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
+    def _tolerant(self, get_msg: Any) -> Any:
+        async def get_verified_msg(*args: Any, **kwargs: Any) -> Any:
+            while True:
+                try:
+                    return await get_msg(*args, **kwargs)
+                except ValueError as err:  # forged or corrupted by the kernel: never trusted
+                    if not any(i.kind == "forged-messages" for i in INCIDENTS):
+                        self._record("forged-messages", "kernel",
+                                     f"the kernel sent messages that failed the signature check ({err}"[:120]
+                                     + "); they were dropped")
+
+        return get_verified_msg
 
     def _tick(self, key: str, since: float) -> None:
         TIMINGS[key] = TIMINGS.get(key, 0.0) + time.perf_counter() - since
@@ -194,6 +259,15 @@ class GuardedExecute(Execute):  # type: ignore[misc]
             return cell
         if "kernel_start" not in TIMINGS:
             TIMINGS["kernel_start"] = time.perf_counter() - self._started
+        if self.submission_timeout:
+            left = self.submission_timeout - (time.perf_counter() - self._started)
+            if left <= 0:
+                self._stop(f"the notebook ran past its {self.submission_timeout:g} s time limit")
+                self._record("timeout", name, self._stopped or "")
+                cell.outputs = [_error_output("CellTimeoutError", f"not run: {self._stopped}")]
+                return cell
+            self.timeout = max(1, int(min(self._cell_timeout or left, left)))
+        self._kept["cell"] = self._kept["capped"] = 0
         mark = time.perf_counter()
         try:
             return await self._run_cell_timed(cell, index, name)

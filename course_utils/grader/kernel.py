@@ -14,6 +14,7 @@ The worker configures all three through :func:`configure` before grading.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -63,18 +64,31 @@ class Zygote:
     def __init__(self, workdir: Path, preload: list[str], env: dict[str, str]) -> None:
         self.workdir = workdir
         self.preload = preload
+        self.env = env
+        self.restarts = 0
         workdir.mkdir(parents=True, exist_ok=True)
         self._log = open(workdir / "zygote.log", "ab")  # noqa: SIM115 - lives as long as the zygote
+        self._ids = itertools.count(1)
+        self._start()
+
+    def _start(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "course_utils.grader.zygote"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-            env=env, cwd=workdir, start_new_session=True,
+            env=self.env, cwd=self.workdir, start_new_session=True,
         )
         assert self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps({"preload": preload}) + "\n").encode())
+        self.proc.stdin.write((json.dumps({"preload": self.preload}) + "\n").encode())
         self.proc.stdin.flush()
         self.ready: dict[str, Any] | None = None
-        self._ids = itertools.count(1)
+
+    def _restart(self) -> None:
+        """A fresh fork server for the next kernel (the old one died: nobody's submission pays)."""
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+        self.proc.wait()
+        self.restarts += 1
+        self._start()
 
     def _read(self) -> dict[str, Any]:
         assert self.proc.stdout is not None
@@ -101,14 +115,23 @@ class Zygote:
 
     def spawn(self, args: list[str], cwd: str, env: dict[str, str], sandbox: SandboxSpec,
               log: Path, status: Path) -> int:
-        """Fork a kernel; return its pid."""
-        self.wait_ready()
+        """Fork a kernel; return its pid. A fork server found dead is replaced first."""
         request = {"id": next(self._ids), "args": args, "cwd": cwd, "env": env,
                    "sandbox": asdict(sandbox), "log": str(log), "status": str(status)}
-        assert self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps(request) + "\n").encode())
-        self.proc.stdin.flush()
-        return int(self._read()["pid"])
+        for attempt in (1, 2):
+            if self.proc.poll() is not None:
+                self._restart()
+            try:
+                self.wait_ready()
+                assert self.proc.stdin is not None
+                self.proc.stdin.write((json.dumps(request) + "\n").encode())
+                self.proc.stdin.flush()
+                return int(self._read()["pid"])
+            except (OSError, RuntimeError, ValueError):
+                if attempt == 2:
+                    raise
+                self._restart()
+        raise RuntimeError("unreachable")
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -85,7 +85,7 @@ __all__ = [
 # Status codes, in the order they are listed in the CSV's status column.
 STATUS_ORDER = (
     "unknown-assignment", "missing-notebook", "misnamed-notebook", "malformed-notebook",
-    "grader-error", "kernel-died", "timeout", "memory", "tampered", "tamper-undone",
+    "grader-error", "forged-messages", "kernel-died", "timeout", "memory", "tampered", "tamper-undone",
     "partial-credit", "edited-cells", "deleted-cells", "suspicious", "needs-manual",
 )
 _STATE = ".course_grade"
@@ -100,7 +100,12 @@ class CourseGrade(Configurable):  # type: ignore[misc]
         config=True)
     kill_grace = Float(10.0, help="Seconds an interrupted cell may take to stop.").tag(config=True)
     network = Bool(False, help="Let student code use the network.").tag(config=True)
-    per_assignment = Dict({}, help="assignment -> {timeout, memory_mb} overrides.").tag(config=True)
+    per_assignment = Dict({}, help="assignment -> {timeout, memory_mb, submission_timeout} overrides.").tag(
+        config=True)
+    submission_timeout = Integer(3600, help="Seconds one notebook may run in all (0: no limit).").tag(
+        config=True)
+    disk_mb = Integer(512, help="MiB the kernel may write into its copy of the submission.").tag(config=True)
+    max_processes = Integer(256, help="Processes one submission may run at once.").tag(config=True)
     in_kernel_tests = List(Unicode(), [], help=(
         "Assignments whose graded cells still run in the student's kernel under the guard, "
         "not in the judge (tests not yet written for the judge).")).tag(config=True)
@@ -188,6 +193,7 @@ class _Assignment:
     extra_files: list[str]
     timeout: int
     memory_mb: int
+    submission_timeout: int = 0
     # notebook -> every cell of the source notebook that has a grade_id, in order, with
     # locked cells as released (hidden tests removed): used to put back deleted cells.
     skeleton: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -367,7 +373,8 @@ def _assignment_info(course: _Course, name: str, limits: CourseGrade, options: G
         override.get("memory_mb", limits.memory_mb)
     return _Assignment(name=name, notebooks=notebooks, cells=cells, bindings=bindings,
                        extra_files=extra, timeout=int(timeout), memory_mb=int(memory),
-                       skeleton=skeleton, tests=tests, judged=name not in limits.in_kernel_tests)
+                       skeleton=skeleton, tests=tests, judged=name not in limits.in_kernel_tests,
+                       submission_timeout=int(override.get("submission_timeout", limits.submission_timeout)))
 
 
 def _skeleton(source_nb: nbformat.NotebookNode) -> list[dict[str, Any]]:
@@ -574,6 +581,7 @@ class _Worker:
             SaveAutoGrades, AssignLatePenalties,
         ]
         cfg.GuardedExecute.timeout = info.timeout
+        cfg.GuardedExecute.submission_timeout = float(info.submission_timeout)
         cfg.GuardedExecute.kill_grace = self.s.kill_grace
         cfg.GuardedExecute.bindings = [list(b) for b in info.bindings]
         cfg.GuardedExecute.kernel_manager_class = GraderKernelManager
@@ -1016,7 +1024,8 @@ def _grade_locked(course: _Course, limits: CourseGrade, options: GradeOptions,
     tasks.sort(key=lambda t: (-previous.get(f"{t[0]}/{t[1][0][0]}", 0.0), t[1][0][0], t[0]))
     spec = SandboxSpec(
         network=not (options.network if options.network is not None else limits.network),
-        filesystem=options.sandbox, memory_mb=0, max_file_mb=2048)
+        filesystem=options.sandbox, memory_mb=0, max_file_mb=2048, disk_mb=limits.disk_mb,
+        max_processes=limits.max_processes)
     if not options.sandbox:
         spec.network = False
     from course_utils.grader import sandbox as sandbox_module
