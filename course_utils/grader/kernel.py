@@ -236,7 +236,7 @@ class ZygoteProvisioner(LocalProvisioner):  # type: ignore[misc]
                               "readonly": [*environment_paths(), *rt.readonly_paths],
                               "writable": [sockets] if sockets and os.path.isdir(sockets) else [],
                               "copy_files": [connection] if connection else [],
-                              "cgroup": f"course-grade-{os.getpid()}-{number}"})
+                              "cgroup": f"{rt.kernel_env.get('COURSE_GRADE_RUN', 'course-grade')}-{number}"})
         log = rt.workdir / "logs" / f"kernel-{number}.log"
         status = rt.workdir / "logs" / f"kernel-{number}.status"
         log.parent.mkdir(parents=True, exist_ok=True)

@@ -166,6 +166,7 @@ class GradeReport:
     sandbox: list[str]
     warnings: list[str] = field(default_factory=list)
     protections: str = "all"  # "all", or "off: " and the protections this host could not apply
+    run_id: str = ""  # in every kernel's environment (COURSE_GRADE_RUN) and cgroup name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1037,10 +1038,13 @@ def _grade_locked(course: _Course, limits: CourseGrade, options: GradeOptions,
         missing)
     ipc = spec.network or spec.filesystem
     problems: list[str] = []
+    run_id = ""
     if tasks:
         _prefetch_data(course, {items[0][0] for _, items in tasks})
         zygote_env, kernel_env = _environments(options, workers)
         workdir = Path(tempfile.mkdtemp(prefix="course-grade-"))
+        run_id = workdir.name
+        kernel_env["COURSE_GRADE_RUN"] = run_id  # names this run's kernels and their cgroups
         settings = _WorkerSettings(
             course=course, assignments=infos, workdir=workdir, sandbox=spec, kernel_env=kernel_env,
             zygote_env=zygote_env, preload=_preload(infos.values()),
@@ -1072,7 +1076,7 @@ def _grade_locked(course: _Course, limits: CourseGrade, options: GradeOptions,
         write_csv(results, csv_path, protections)
     return GradeReport(results=results, csv_path=csv_path, course_dir=course.root,
                        wall_s=round(time.perf_counter() - started, 2), workers=workers,
-                       sandbox=sandbox_lines, warnings=problems, protections=protections)
+                       sandbox=sandbox_lines, warnings=problems, protections=protections, run_id=run_id)
 
 
 def _finish(course: _Course, infos: dict[str, _Assignment], statuses: dict[str, Any],

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import csv
 import html
+import os
 import re
+import tempfile
+import time
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from course_utils.grader import demo, runner
+from course_utils.grader import demo, runner, sandbox
 from course_utils.release import project_root
 
 from .conftest import load_mistakes
@@ -44,6 +47,9 @@ EXPECTED = {
     "hostile-segfaults": ((2, 0, 0, 0), "kernel-died+suspicious"),
     "hostile-eats-memory": ((2, 4, 2, 0), "memory"),
     "hostile-loops": ((2, 4, 0, 2), "timeout"),
+    "hostile-reads-source": ((0, 4, 2, 2), "suspicious"),
+    "hostile-root-tricks": ((2, 0, 2, 2), "suspicious"),
+    "hostile-exhausts-resources": ((2, 4, 0, 2), "ok"),
     "hostile-ignores-interrupt": ((2, 4, 2, 0), "timeout"),
     "edits-test-cell": ((0, 4, 2, 2), "edited-cells"),
     "deletes-test-cell": ((2, 4, 0, 2), "deleted-cells"),
@@ -57,11 +63,34 @@ REGRADE = ["correct", "forgot-relu-and-rebinds", "hostile-patches-numpy",
            "hostile-patches-during-test", "hostile-fakes-messages", "hostile-exits"]
 
 
+LOCKED = not sandbox.probe(sandbox.SandboxSpec(memory_mb=2048))
+_MACHINE_ATTACKS = set(demo.LOCKED_01)
+
+
+def _leftovers(run_id: str) -> dict[str, list[str]]:
+    """What of this grading run still exists: processes, /dev/shm files, folders, cgroups."""
+    processes = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if f"COURSE_GRADE_RUN={run_id}".encode() in Path(f"/proc/{pid}/environ").read_bytes():
+                processes.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:80])
+        except OSError:
+            continue
+    cgroups = "/sys/fs/cgroup/memory"
+    return {
+        "processes": processes,
+        "shm": [n for n in os.listdir("/dev/shm") if n == "filler"] if os.path.isdir("/dev/shm") else [],
+        "tmp": [run_id] if (Path(tempfile.gettempdir()) / run_id).exists() else [],
+        "cgroups": [d for d in os.listdir(cgroups) if d.startswith(run_id)] if os.path.isdir(cgroups) else [],
+    }
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     course = tmp_path_factory.mktemp("demo")
     report, samples, problems = demo.run_demo(course, [A], workers=2, progress=False)
-    return course, report, samples, problems
+    leftovers = _leftovers(report.run_id)
+    return course, report, samples, problems, leftovers
 
 
 def _rows(report):
@@ -70,13 +99,15 @@ def _rows(report):
 
 def test_every_sample_matches_the_demo_answer_key(graded):
     """Does every sample submission get exactly the scores and status the demo promises?"""
-    _, _, _, problems = graded
+    problems = graded[3]
     assert problems == []
 
 
 @pytest.mark.parametrize("student", sorted(EXPECTED))
 def test_exact_scores_and_status(graded, student):
     """Correct, untouched, hostile and broken submissions: exact points per cell and status."""
+    if student in _MACHINE_ATTACKS and not LOCKED:
+        pytest.skip("attacks on the machine run only where the kernel is locked")
     points, status = EXPECTED[student]
     row = _rows(graded[1])[student]
     assert row.scores == dict(zip(CELLS, map(float, points), strict=True)), row.details
@@ -141,7 +172,7 @@ def test_gradebook_holds_the_same_scores(graded):
     """The merged nbgrader gradebook agrees with the table."""
     from nbgrader.api import Gradebook
 
-    course, report, _, _ = graded
+    course, report = graded[:2]
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         for row in report.results:
             if row.status == "unknown-assignment":
@@ -152,10 +183,13 @@ def test_gradebook_holds_the_same_scores(graded):
 
 
 def test_csv_has_a_row_per_submission(graded):
-    course, report, _, _ = graded
+    course, report = graded[:2]
     with open(course / "grades.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == ["student", "assignment", *CELLS, "total", "max", "status", "details"]
+    assert list(rows[0]) == ["student", "assignment", *CELLS, "total", "max", "status", "details",
+                             "protections"]
+    assert {r["protections"] for r in rows} == {report.protections}
+    assert (report.protections == "all") == LOCKED
     assert len(rows) == len(report.results)
     by_student = {r["student"]: r for r in rows}
     assert [by_student["correct"][c] for c in (*CELLS, "total", "max", "status")] == \
@@ -180,7 +214,7 @@ def _hidden_lines() -> list[str]:
 
 def test_feedback_exists_and_hides_hidden_tests(graded):
     """Every graded submission has HTML feedback, and none shows hidden test code."""
-    course, report, _, _ = graded
+    course, report = graded[:2]
     hidden = _hidden_lines()
     assert len(hidden) > 10
     graded_rows = [r for r in report.results if not ({"unknown-assignment", "missing-notebook",
@@ -200,20 +234,33 @@ def test_feedback_exists_and_hides_hidden_tests(graded):
     assert any(ln in autograded for ln in hidden)
 
 
-def test_hostile_writes_are_blocked_when_sandboxed(graded):
-    course, report, _, _ = graded
-    if not any("read-only file system" in line for line in report.sandbox):
-        pytest.skip("no mount namespace on this platform: " + "; ".join(report.sandbox))
-    nb = nbformat.read(course / "autograded" / "hostile-writes-files" / A / f"{A}.ipynb", as_version=4)
-    forward = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "forward")
-    out = "".join(o.get("text", "") for o in forward.outputs)
-    assert "could not write gradebook.db" in out and "could not write /tmp/course-grade-hostile" in out
+@pytest.mark.skipif(not LOCKED, reason="the kernel is not locked on this host")
+def test_attacks_on_the_machine_find_nothing_and_leave_nothing(graded):
+    """Source, classmates and gradebook out of sight; no process, file or cgroup outlives the run."""
+    course, report, _, _, leftovers = graded
+    assert report.run_id and leftovers == {"processes": [], "shm": [], "tmp": [], "cgroups": []}
+    assert "locked kernels" in report.sandbox[0]
+    text = {student: "".join(o.get("text", "") for c in nbformat.read(
+        course / "autograded" / student / A / f"{A}.ipynb", as_version=4).cells for o in c.get("outputs", []))
+        for student in ("hostile-reads-source", "hostile-root-tricks", "hostile-exhausts-resources")}
+    assert "found outside its own folder: 0" in text["hostile-reads-source"]
+    assert "'remount / writable': 'refused'" in text["hostile-root-tricks"]
+    assert "other processes killed: 0" in text["hostile-root-tricks"]
+    assert "more output than the grader keeps" in text["hostile-exhausts-resources"]
+    written = re.search(r"MiB written: (\{.*\})", text["hostile-exhausts-resources"]).group(1)
+    assert all(v <= 256 for v in eval(written).values()), written  # noqa: S307 - our own sample's output
+    for student in ("hostile-exhausts-resources", "hostile-writes-files"):
+        size = sum(p.stat().st_size for p in (course / "autograded" / student).rglob("*") if p.is_file())
+        assert size < 5_000_000, f"{student}: {size} bytes copied into autograded/"
     assert not Path("/tmp/course-grade-hostile-was-here").exists()
+    time.sleep(1.5)  # the daemon tried every 0.5 s to rewrite grades.csv
+    with open(course / "grades.csv", newline="") as fh:
+        assert "hostile-root-tricks,100" not in fh.read()
 
 
 def test_rerun_skips_and_force_regrades_identically(graded):
     """A re-run skips what is graded; re-grading with --force gives the same table."""
-    course, report, _, _ = graded
+    course, report = graded[:2]
     first = _rows(report)
     again = runner.grade(runner.GradeOptions(course_dir=course, workers=2, progress=False,
                                              students=REGRADE, feedback=False))
