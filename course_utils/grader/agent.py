@@ -154,9 +154,9 @@ class Agent:
             result = obj(*args, **kwargs)
             return result, {"args": args, "kwargs": kwargs}
         if op == "getattr":
-            return getattr(obj, _name(request.get("name"))), None
+            return getattr(obj, _name(request.get("attr"))), None
         if op == "setattr":
-            setattr(obj, _name(request.get("name")), request.get("item"))
+            setattr(obj, _name(request.get("attr")), request.get("item"))
             return None, None
         if op == "getitem":
             return obj[request.get("key")], None
@@ -225,15 +225,9 @@ class Agent:
 
 def _driver(source: str, name: str) -> Any:
     """A test's driver function, defined in a namespace of its own with the usual modules."""
-    import math
+    from course_utils.remote import driver_function
 
-    import numpy as np
-    import torch
-
-    namespace: dict[str, Any] = {"np": np, "torch": torch, "nn": torch.nn, "F": torch.nn.functional,
-                                 "math": math, "__name__": "__judge_driver__"}
-    exec(compile(source, "<test driver>", "exec"), namespace)  # noqa: S102 - the instructor's driver
-    return namespace[_name(name)]
+    return driver_function(source, _name(name))
 
 
 def _name(value: Any) -> str:

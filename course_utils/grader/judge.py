@@ -115,10 +115,10 @@ class Handle:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
-        return self._link.request("getattr", obj=self, name=name)
+        return self._link.request("getattr", obj=self, attr=name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        self._link.request("setattr", obj=self, name=name, item=value)
+        self._link.request("setattr", obj=self, attr=name, item=value)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._link.request("call", obj=self, args=list(args), kwargs=kwargs)
