@@ -25,8 +25,6 @@ c.CourseGrade.in_kernel_tests = [
     "05_optim",
     "06_custom_modules",
     "07_dynamic_nets",
-    "08_data_pipeline",
-    "09_cifar10",
     "10_transfer_learning",
     "11_many_devices",
 ]
