@@ -100,6 +100,8 @@ class Agent:
 
     # -- callbacks into the judge -----------------------------------------------------------
     def _callback(self, tag: str, number: Any) -> Any:
+        if tag == "global":  # a class or function of an installed library, by its name
+            return _global(number)
         if type(number) is not int:
             raise WireError("a callback without a number")
         agent = self
@@ -221,6 +223,19 @@ class Agent:
             header, buffers = recv_frame(self.sock)
             if not self._answer(header, buffers):
                 return
+
+
+def _global(path: Any) -> Any:
+    """``torch.nn.Tanh`` from ``"torch.nn.modules.activation:Tanh"``."""
+    import importlib
+
+    if type(path) is not str or path.count(":") != 1:
+        raise WireError(f"{path!r} is not a module:name")
+    module, name = path.split(":")
+    value: Any = importlib.import_module(module)
+    for part in name.split("."):
+        value = getattr(value, _name(part))
+    return value
 
 
 def _driver(source: str, name: str) -> Any:

@@ -107,6 +107,14 @@ def scale(t):
     return t * 3
 
 
+def count(d):
+    return len(d)
+
+
+def build(act):
+    return act()
+
+
 def zero_grads(model):
     for p in model.parameters():
         p.grad = None
@@ -338,6 +346,17 @@ def test_drivers_see_the_same_names_in_a_notebook():
     with pytest.raises(NameError):
         checks.run_in_kernel(_uses_global)
     assert checks.run_in_kernel(_uses_modules, [1.0, 2.0]) == 4.0
+
+
+def test_library_classes_cross_by_name_and_test_built_modules_are_refused(kernel):
+    link, _ = kernel
+    verdict = _judge(link, '''
+assert count(torch.nn.Linear(2, 1).state_dict()) == 2
+assert checks.is_instance(build(torch.nn.Tanh), torch.nn.Tanh)
+''')
+    assert verdict.passed, verdict.error
+    refused = _judge(link, "count(torch.nn.Linear(2, 1))")
+    assert refused.error[0] == "TestError" and "run_in_kernel" in refused.error[1]
 
 
 def test_student_exceptions_are_catchable_as_themselves(kernel):
