@@ -21,14 +21,8 @@ c.Execute.timeout = 600
 # assignments' tests are not yet written for the judge and still run in the kernel, under
 # the guard (see README, Grading).
 c.CourseGrade.in_kernel_tests = [
-    "02_tensors",
-    "03_autograd",
-    "04_nn",
-    "05_optim",
     "06_custom_modules",
     "07_dynamic_nets",
-    "08_data_pipeline",
-    "09_cifar10",
     "10_transfer_learning",
     "11_many_devices",
 ]

@@ -100,6 +100,8 @@ class Agent:
 
     # -- callbacks into the judge -----------------------------------------------------------
     def _callback(self, tag: str, number: Any) -> Any:
+        if tag == "global":  # a class or function of an installed library, by its name
+            return _global(number)
         if type(number) is not int:
             raise WireError("a callback without a number")
         agent = self
@@ -154,9 +156,9 @@ class Agent:
             result = obj(*args, **kwargs)
             return result, {"args": args, "kwargs": kwargs}
         if op == "getattr":
-            return getattr(obj, _name(request.get("name"))), None
+            return getattr(obj, _name(request.get("attr"))), None
         if op == "setattr":
-            setattr(obj, _name(request.get("name")), request.get("item"))
+            setattr(obj, _name(request.get("attr")), request.get("item"))
             return None, None
         if op == "getitem":
             return obj[request.get("key")], None
@@ -223,17 +225,24 @@ class Agent:
                 return
 
 
+def _global(path: Any) -> Any:
+    """``torch.nn.Tanh`` from ``"torch.nn.modules.activation:Tanh"``."""
+    import importlib
+
+    if type(path) is not str or path.count(":") != 1:
+        raise WireError(f"{path!r} is not a module:name")
+    module, name = path.split(":")
+    value: Any = importlib.import_module(module)
+    for part in name.split("."):
+        value = getattr(value, _name(part))
+    return value
+
+
 def _driver(source: str, name: str) -> Any:
     """A test's driver function, defined in a namespace of its own with the usual modules."""
-    import math
+    from course_utils.remote import driver_function
 
-    import numpy as np
-    import torch
-
-    namespace: dict[str, Any] = {"np": np, "torch": torch, "nn": torch.nn, "F": torch.nn.functional,
-                                 "math": math, "__name__": "__judge_driver__"}
-    exec(compile(source, "<test driver>", "exec"), namespace)  # noqa: S102 - the instructor's driver
-    return namespace[_name(name)]
+    return driver_function(source, _name(name))
 
 
 def _name(value: Any) -> str:

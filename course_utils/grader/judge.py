@@ -51,6 +51,7 @@ __all__ = [
     "KernelTimeout",
     "Link",
     "RemoteError",
+    "TestError",
     "Verdict",
     "judge_namespace",
     "run_test",
@@ -59,6 +60,24 @@ __all__ = [
 CELL_FILE = "<graded cell>"
 MAX_ANSWER = 256 * 1024 * 1024  # bytes of one answer from the kernel
 MAX_SHOWN_OUTPUT = 20_000  # characters of output kept for the feedback per cell
+
+
+class TestError(WireError):
+    """The test asked for something the boundary cannot do (a bug in the test, not the answer)."""
+
+
+def _library_name(value: Any) -> str | None:
+    """``"module:qualname"`` for a class or function an installed library defines, else None."""
+    if not (isinstance(value, type) or inspect.isfunction(value) or inspect.isbuiltin(value)):
+        return None
+    module = getattr(value, "__module__", None) or ""
+    qualname = getattr(value, "__qualname__", "") or ""
+    if not module or module in ("__main__", "__graded_cell__", "__test_driver__") or "<" in qualname:
+        return None
+    found: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return f"{module}:{qualname}" if found is value else None
 
 
 class KernelGone(Exception):
@@ -115,10 +134,10 @@ class Handle:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
-        return self._link.request("getattr", obj=self, name=name)
+        return self._link.request("getattr", obj=self, attr=name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        self._link.request("setattr", obj=self, name=name, item=value)
+        self._link.request("setattr", obj=self, attr=name, item=value)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._link.request("call", obj=self, args=list(args), kwargs=kwargs)
@@ -166,6 +185,13 @@ class Link:
             if value._link is not self:
                 raise WireError("a handle from another kernel session")
             return {"obj": value._ref.number}
+        path = _library_name(value)
+        if path is not None:  # a library's class or function: the kernel uses its own copy
+            return {"global": path}
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(value, torch.nn.Module | torch.optim.Optimizer):
+            raise TestError(f"a {type(value).__name__} built by the test cannot be sent to the kernel: "
+                            "build it there with checks.run_in_kernel(driver)")
         if callable(value) and not isinstance(value, type):
             number = len(self.callbacks) + 1
             self.callbacks[number] = value
@@ -207,7 +233,12 @@ class Link:
         if name is not None:
             header["name"] = name
         if fields:
-            header["value"], buffers = self.codec.encode(fields)
+            try:
+                header["value"], buffers = self.codec.encode(fields)
+            except TestError:
+                raise
+            except WireError as err:
+                raise TestError(f"the test cannot send this to the kernel: {err}") from None
         self._send(header, buffers)
         while True:
             try:
@@ -469,6 +500,8 @@ def _message(err: BaseException, source: str, hidden: set[int]) -> tuple[str, st
         if err.protocol:
             text = f"the kernel sent something the grader cannot read: {err.remote_message}"
         return ("KernelError", text[:1500])
+    if isinstance(err, TestError):
+        return ("TestError", f"the grader's test failed on its own side (not your answer): {err}"[:1500])
     if isinstance(err, WireError):
         return ("AnswerError", f"your code returned something the grader cannot read: {err}"[:1500])
     if in_hidden:

@@ -237,7 +237,7 @@ class Codec:
         if kind is list:
             node: Any = {"list": [self._enc(v, buffers, depth + 1, sync) for v in value]}
             return self._tagged(node, value, tag)
-        if kind is dict:
+        if kind is dict or (kind.__name__ == "OrderedDict" and kind.__module__ == "collections"):
             node = {"dict": [[self._enc(k, buffers, depth + 1, sync), self._enc(v, buffers, depth + 1, sync)]
                              for k, v in value.items()]}
             return self._tagged(node, value, tag)
@@ -388,7 +388,7 @@ class Codec:
             if type(body) is not list or not all(type(v) is int for v in body):
                 raise WireError("a torch.Size of non-integers")
             return torch.Size(body)
-        if self.resolve_local is not None and tag == "callback":
+        if self.resolve_local is not None and tag in ("callback", "global"):
             return self.resolve_local(tag, body)
         raise WireError(f"unknown value tag {tag!r}")
 

@@ -116,23 +116,29 @@ checks.check_true(
 
 # %% nbgrader={"grade": true, "grade_id": "test-bridge", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: NumPy <-> torch (hidden tests: other dtypes, the no-copy trap of as_tensor, a non-CPU device).
-_a = np.arange(4.0)
+# The arrays are made where your code runs (`checks.in_kernel`), so that a shared buffer can be seen.
+_a = checks.in_kernel(np.arange(4.0))
 _s = shared_tensor(_a)
 _a[0] = 42.0
-assert _s[0].item() == 42.0, "shared_tensor must share memory with the array"
+assert checks.fetch(_s)[0].item() == 42.0, "shared_tensor must share memory with the array"
 ### BEGIN HIDDEN TESTS
+def _convert_then_write(convert, dtype):
+    a = np.arange(12, dtype=dtype).reshape(3, 4)[:, ::2]  # a strided (non-contiguous) array
+    t = convert(a)
+    a[2, 1] = 99
+    return t
+
+
 for _dt in [np.int32, np.float32, np.float64]:
-    _a = np.arange(12, dtype=_dt).reshape(3, 4)[:, ::2]  # a strided (non-contiguous) array
-    _s = shared_tensor(_a)
-    assert isinstance(_s, torch.Tensor) and _s.dtype == torch.from_numpy(_a).dtype, "shared_tensor must keep the dtype"
-    _a[2, 1] = 99
+    _s = checks.run_in_kernel(_convert_then_write, shared_tensor, np.dtype(_dt))
+    assert isinstance(_s, torch.Tensor) and _s.dtype == torch.from_numpy(np.zeros(1, _dt)).dtype, "shared_tensor must keep the dtype"
     assert _s[2, 1].item() == 99, "shared_tensor must share memory"
 for _dt, _tdt in [(np.float32, torch.float32), (np.float64, torch.float64), (np.int64, torch.float32), (np.float64, torch.float16)]:
-    _a = np.arange(6, dtype=_dt).reshape(2, 3)
+    _a = checks.in_kernel(np.arange(6, dtype=_dt).reshape(2, 3))
     _c = independent_tensor(_a, torch.device("cpu"), _tdt)
     checks.check_tensor("hidden independent", _c, shape=(2, 3), dtype=_tdt, device="cpu", quiet=True)
     _a[0, 0] = 123
-    assert _c[0, 0].item() == 0, f"independent_tensor shares memory for {_dt.__name__} -> {_tdt}"
+    assert checks.fetch(_c)[0, 0].item() == 0, "independent_tensor shares memory with the array"
     checks.check_close("hidden values", _c, np.arange(6).reshape(2, 3), quiet=True)
 _m = independent_tensor(np.zeros((2, 2)), torch.device("meta"), torch.float64)
 checks.check_tensor("hidden device", _m, shape=(2, 2), dtype=torch.float64, device="meta", quiet=True)
@@ -212,14 +218,19 @@ checks.check_close("flatten_batch (non-contiguous input)", flat,
 # Graded: flatten (hidden tests: batch of one, 2-D and 5-D inputs, transposed inputs).
 checks.check_shape("flatten", flatten_batch(torch.zeros(4, 2, 5)), (4, 10), quiet=True)
 ### BEGIN HIDDEN TESTS
+def _flatten_permuted(flatten_batch, x, dims):
+    return flatten_batch(x.permute(*dims))  # permuted where flatten_batch runs: non-contiguous there
+
+
 _g = torch.Generator().manual_seed(5)
 for _shape, _perm in [((1, 3, 4, 5), (0, 2, 1, 3)), ((6, 7), (0, 1)), ((3, 2, 2, 2, 2), (0, 4, 3, 2, 1)),
                       ((5, 4, 3), (0, 2, 1)), ((2, 1, 9), (0, 1, 2))]:
-    _x = torch.randn(_shape, generator=_g).permute(_perm)
-    _out = flatten_batch(_x)
-    checks.check_close("hidden flatten", _out, _x.contiguous().numpy().reshape(_x.shape[0], -1), quiet=True)
-_x = torch.randn(3, 4, generator=_g).T  # (4, 3), non-contiguous 2-D
-checks.check_close("hidden flatten 2-D transposed", flatten_batch(_x), _x.numpy(), quiet=True)
+    _x = torch.randn(_shape, generator=_g)
+    _out = checks.run_in_kernel(_flatten_permuted, flatten_batch, _x, _perm)
+    checks.check_close("hidden flatten", _out, _x.permute(_perm).contiguous().numpy().reshape(_shape[0], -1), quiet=True)
+_x = torch.randn(3, 4, generator=_g)
+_out = checks.run_in_kernel(_flatten_permuted, flatten_batch, _x, (1, 0))  # (4, 3), non-contiguous 2-D
+checks.check_close("hidden flatten 2-D transposed", _out, _x.T.numpy(), quiet=True)
 ### END HIDDEN TESTS
 checks.passed("flatten_batch")
 
@@ -308,14 +319,15 @@ checks.check_close(
 
 # %% nbgrader={"grade": true, "grade_id": "test-reductions", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 # Graded: reductions (hidden tests: square inputs, 3-D, negative dims, float64, other seeds).
-checks.check_close("accuracy", accuracy(scores_small, labels_small), 0.75, quiet=True)
+_scores = torch.tensor([[0.1, 2.0, 0.3, 0.0], [1.5, 0.2, 0.1, 0.4], [0.0, 0.1, 3.0, 0.2], [0.9, 0.8, 0.7, 0.6]])
+checks.check_close("accuracy", accuracy(_scores, torch.tensor([1, 0, 2, 3])), 0.75, quiet=True)
 ### BEGIN HIDDEN TESTS
 _g = torch.Generator().manual_seed(11)
 for _shape, _dim, _dt in [((4, 4), 1, torch.float32), ((4, 4), 0, torch.float64), ((3, 5, 2), -1, torch.float64),
                           ((3, 5, 2), 1, torch.float32), ((7,), 0, torch.float32)]:
     _x = torch.randn(_shape, generator=_g, dtype=_dt) * 2 + 1
     _z = standardize(_x, _dim)
-    assert _z.dtype == _dt, f"standardize changed the dtype from {_dt} to {_z.dtype}"
+    assert _z.dtype == _dt, "standardize changed the dtype"
     _ref = (_x - _x.mean(dim=_dim, keepdim=True)) / _x.std(dim=_dim, keepdim=True, correction=0)
     checks.check_close("hidden standardize", _z, _ref, rtol=1e-4, atol=1e-6, quiet=True)
 for _n, _c in [(1, 3), (10, 4), (37, 10), (5, 5)]:
@@ -325,7 +337,8 @@ for _n, _c in [(1, 3), (10, 4), (37, 10), (5, 5)]:
     assert isinstance(_a, float), "accuracy must return a Python float"
     checks.check_close("hidden accuracy", _a, (_s.argmax(1) == _l).double().mean().item(), quiet=True)
 _s = torch.eye(4)
-assert accuracy(_s, torch.arange(4)) == 1.0 and accuracy(_s, torch.tensor([1, 0, 3, 2])) == 0.0
+assert accuracy(_s, torch.arange(4)) == 1.0, "accuracy should be 1.0 when every row is right"
+assert accuracy(_s, torch.tensor([1, 0, 3, 2])) == 0.0, "accuracy should be 0.0 when every row is wrong"
 ### END HIDDEN TESTS
 checks.passed("reductions")
 
@@ -552,41 +565,37 @@ assert abs(_v1.std().item() - 1) < 0.05 and abs(_v1.mean().item()) < 0.05, "w1 s
 assert abs(_v2.std().item() - 1) < 0.05 and abs(_v2.mean().item()) < 0.05, "w2 should be standard normal"
 _v1, _v2 = init_weights(4, 5, 6, torch.device("meta"), torch.float16)
 checks.check_tensor("hidden meta w2", _v2, shape=(5, 6), dtype=torch.float16, device="meta", quiet=True)
-_student = (forward, backward)
 
 
-def forward(x, w1, w2):
+def _forward(x, w1, w2):
     h = x @ w1
     return h.clamp(min=0) @ w2, (h, h.clamp(min=0))
 
 
-def backward(x, y, y_pred, cache, w2):
+def _backward(x, y, y_pred, cache, w2):
     h, h_relu = cache
     g = 2 * (y_pred - y)
     return x.T @ ((g @ w2.T) * (h > 0)), h_relu.T @ g
 
 
-try:
-    _g = torch.Generator().manual_seed(2024)
-    _x, _y = torch.randn(10, 6, generator=_g, dtype=torch.float64), torch.randn(10, 2, generator=_g, dtype=torch.float64)
-    _w1, _w2 = torch.randn(6, 5, generator=_g), torch.randn(5, 2, generator=_g)  # float32 weights
-    _r1, _r2 = _w1.double().clone(), _w2.double().clone()
-    _ids = (id(_w1), id(_w2))
+_g = torch.Generator().manual_seed(2024)
+_x, _y = torch.randn(10, 6, generator=_g, dtype=torch.float64), torch.randn(10, 2, generator=_g, dtype=torch.float64)
+_w1, _w2 = torch.randn(6, 5, generator=_g), torch.randn(5, 2, generator=_g)  # float32 weights
+_r1, _r2 = _w1.double().clone(), _w2.double().clone()
+with checks.substitute(forward=_forward, backward=_backward):
     _losses = train(_x, _y, _w1, _w2, 1e-3, 7)
-    _expected = []
-    for _ in range(7):
-        _yp, _cc = forward(_x, _r1, _r2)
-        _expected.append((_yp - _y).pow(2).sum().item())
-        _gw1, _gw2 = backward(_x, _y, _yp, _cc, _r2)
-        _r1 -= 1e-3 * _gw1
-        _r2 -= 1e-3 * _gw2
-    assert len(_losses) == 7 and all(isinstance(_v, float) for _v in _losses), "train must return 7 Python floats"
-    checks.check_close("hidden losses", _losses, _expected, rtol=1e-4, quiet=True)
-    assert _w1.dtype == torch.float32, "train changed the dtype of the weights"
-    checks.check_close("hidden w1 after training", _w1, _r1, rtol=1e-3, atol=1e-5, quiet=True)
-    checks.check_close("hidden w2 after training", _w2, _r2, rtol=1e-3, atol=1e-5, quiet=True)
-finally:
-    forward, backward = _student
+_expected = []
+for _ in range(7):
+    _yp, _cc = _forward(_x, _r1, _r2)
+    _expected.append((_yp - _y).pow(2).sum().item())
+    _gw1, _gw2 = _backward(_x, _y, _yp, _cc, _r2)
+    _r1 -= 1e-3 * _gw1
+    _r2 -= 1e-3 * _gw2
+assert len(_losses) == 7 and all(isinstance(_v, float) for _v in _losses), "train must return 7 Python floats"
+checks.check_close("hidden losses", _losses, _expected, rtol=1e-4, quiet=True)
+assert _w1.dtype == torch.float32, "train changed the dtype of the weights"
+checks.check_close("hidden w1 after training", _w1, _r1, rtol=1e-3, atol=1e-5, quiet=True)
+checks.check_close("hidden w2 after training", _w2, _r2, rtol=1e-3, atol=1e-5, quiet=True)
 ### END HIDDEN TESTS
 checks.passed("device-agnostic training")
 

@@ -95,4 +95,62 @@ def train(x, y, w1, w2, lr, num_steps):
         },
         "loses": ["test-net", "test-train"],
     },
+    "contiguous-copy-and-cache-changed": {
+        "replace": {
+            "bridge": '''
+def shared_tensor(a):
+    return torch.from_numpy(np.ascontiguousarray(a))  # copies a strided array: no longer shared
+
+
+def independent_tensor(a, device, dtype=torch.float32):
+    return torch.tensor(a, dtype=dtype, device=device)
+''',
+            "net": '''
+def forward(x, w1, w2):
+    h = x @ w1
+    h_relu = h.clamp(min=0)
+    return h_relu @ w2, (h, h_relu)
+
+
+def backward(x, y, y_pred, cache, w2):
+    h, h_relu = cache
+    grad_y_pred = 2.0 * (y_pred - y)
+    grad_w2 = h_relu.T @ grad_y_pred
+    grad_h = grad_y_pred @ w2.T
+    mask = h.clamp_(min=0) > 0  # right gradients, but the cache is changed in place
+    return x.T @ (grad_h * mask), grad_w2
+''',
+        },
+        "loses": ["test-bridge", "test-net"],
+    },
+    "to-without-copy-and-tensor-losses": {
+        "replace": {
+            "bridge": '''
+def shared_tensor(a):
+    return torch.from_numpy(a)
+
+
+def independent_tensor(a, device, dtype=torch.float32):
+    return torch.from_numpy(a).to(device=device, dtype=dtype)  # .to returns the same tensor when nothing changes
+''',
+            "train": '''
+def init_weights(d_in, h, d_out, device, dtype=torch.float32):
+    return (torch.randn(d_in, h, device=device, dtype=dtype),
+            torch.randn(h, d_out, device=device, dtype=dtype))
+
+
+def train(x, y, w1, w2, lr, num_steps):
+    losses = []
+    x, y = x.to(w1), y.to(w1)
+    for _ in tqdm(range(num_steps), desc="training", leave=False):
+        y_pred, cache = forward(x, w1, w2)
+        losses.append((y_pred - y).pow(2).sum())  # a tensor, not a Python float
+        grad_w1, grad_w2 = backward(x, y, y_pred, cache, w2)
+        w1 -= lr * grad_w1
+        w2 -= lr * grad_w2
+    return losses
+''',
+        },
+        "loses": ["test-bridge", "test-train"],
+    },
 }

@@ -152,22 +152,31 @@ checks.check_true("a leaf on its own", names_of(leaf_tensors(a), {"a": a}) == ["
 
 # %% nbgrader={"grade": true, "grade_id": "test-leaves", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: leaf_tensors (hidden tests: deeper graphs, shared subexpressions, data-only results).
-assert [id(t) for t in leaf_tensors(loss)] == [id(W), id(bias)]
+assert [id(t) for t in leaf_tensors(loss)] == [id(W), id(bias)], "leaf_tensors(loss) should be [W, bias]"
 ### BEGIN HIDDEN TESTS
-_p, _q, _r = (torch.randn(3, generator=torch.Generator().manual_seed(_i)).requires_grad_() for _i in range(3))
-_d = torch.randn(3)
-_s = (_q * _d).exp()
-_out = ((_s + _p) * (_s - _r) + _p.sin() * _q).sum()
-assert [id(t) for t in leaf_tensors(_out)] == [id(_q), id(_p), id(_r)], "wrong leaves or order on a deeper graph"
-_chain = _p
-for _ in range(20):
-    _chain = _chain * 1.01 + _p
-assert [id(t) for t in leaf_tensors(_chain.sum())] == [id(_p)], "a tensor reached many times must appear once"
+def _graphs():  # built where leaf_tensors runs: an autograd graph stays where it was built
+    p, q, r = (torch.randn(3, generator=torch.Generator().manual_seed(i)).requires_grad_() for i in range(3))
+    d = torch.randn(3)
+    s = (q * d).exp()
+    deep = ((s + p) * (s - r) + p.sin() * q).sum()
+    chain = p
+    for _ in range(20):
+        chain = chain * 1.01 + p
+    layer = torch.nn.Linear(4, 2)
+    u, v = torch.ones(3, requires_grad=True), torch.ones(3, requires_grad=True)  # equal values, two tensors
+    leaves = (p, q, r, d, layer.weight, layer.bias, u, v)
+    return leaves, (deep, chain.sum(), layer(torch.randn(5, 4)).sum(), (u * v + u).sum())
+
+
+(_p, _q, _r, _d, _weight, _bias, _u, _v), (_deep, _chain, _layer_out, _twins) = checks.run_in_kernel(_graphs)
+assert [id(t) for t in leaf_tensors(_deep)] == [id(_q), id(_p), id(_r)], "wrong leaves or order on a deeper graph"
+assert [id(t) for t in leaf_tensors(_chain)] == [id(_p)], "a tensor reached many times must appear once"
 assert leaf_tensors(torch.ones(3) * 2) == [], "a result that needs no gradient depends on no leaf that requires grad"
 assert leaf_tensors(_d) == [], "a leaf that does not require grad is not listed"
-_m = torch.nn.Linear(4, 2)
-_leaves = leaf_tensors(_m(torch.randn(5, 4)).sum())
-assert {id(t) for t in _leaves} == {id(_m.weight), id(_m.bias)} and len(_leaves) == 2
+assert [id(t) for t in leaf_tensors(_p)] == [id(_p)], "a leaf that requires grad depends on itself: return [output]"
+_leaves = leaf_tensors(_layer_out)
+assert {id(t) for t in _leaves} == {id(_weight), id(_bias)} and len(_leaves) == 2, "the leaves of an nn.Linear are its weight and bias"
+assert [id(t) for t in leaf_tensors(_twins)] == [id(_u), id(_v)], "two tensors with equal values are two leaves: compare by identity"
 ### END HIDDEN TESTS
 checks.passed("leaf_tensors")
 
@@ -244,21 +253,24 @@ _w = torch.tensor([0.5, 1.5], requires_grad=True)
 _g = per_batch_grads(_w, [torch.ones(1, 2), torch.ones(1, 2)], squared_projection)
 checks.check_close("two equal batches", torch.stack(_g), torch.full((2, 2), 4.0), quiet=True)
 ### BEGIN HIDDEN TESTS
+def _make_loss():
+    def loss(w, batch):
+        return (batch @ w).tanh().sum() + (w**2).sum() * batch.shape[0]
+
+    return loss
+
+
+_loss = checks.run_in_kernel(_make_loss)  # defined where per_batch_grads runs, so backward reaches w there
+_reference_loss = _make_loss()  # the same loss, here
 _gen = torch.Generator().manual_seed(31)
 _w = torch.randn(3, 2, generator=_gen, dtype=torch.float64).requires_grad_()
 _w.grad = torch.full_like(_w, 100.0)  # stale gradient from earlier work
 _batches = [torch.randn(_n, 3, generator=_gen, dtype=torch.float64) for _n in (4, 1, 6, 2)]
-
-
-def _loss(w, batch):
-    return (batch @ w).tanh().sum() + (w**2).sum() * batch.shape[0]
-
-
 _got = per_batch_grads(_w, _batches, _loss)
 assert len(_got) == 4, "one gradient per batch"
 for _bt, _gg in zip(_batches, _got):
     _wd = _w.detach().clone().requires_grad_()
-    (_ref,) = torch.autograd.grad(_loss(_wd, _bt), _wd)
+    (_ref,) = torch.autograd.grad(_reference_loss(_wd, _bt), _wd)
     checks.check_close("hidden per-batch gradient", _gg, _ref, quiet=True)
 assert _w.grad is None or not bool(_w.grad.any()), "w.grad must be cleared on return"
 assert per_batch_grads(_w, [], _loss) == [], "no batches, no gradients"
@@ -486,21 +498,52 @@ ax.legend()
 plt.show()
 
 # %% nbgrader={"grade": true, "grade_id": "test-function", "locked": true, "points": 3, "schema_version": 3, "solution": false}
-# Graded: SiLUFunction (hidden tests: gradcheck on other shapes and seeds, large inputs, a scalar, float32).
-checks.check_autograd_function("SiLUFunction", SiLUFunction.apply, [x64], quiet=True)
+# Graded: SiLUFunction (hidden tests: other shapes and seeds, large inputs, a scalar, float32).
+# Your Function runs where you defined it: these two drivers call it there (through `.apply`)
+# and bring back plain tensors. The backward is compared with numeric differences of the
+# forward, for a grad_output that is not all ones.
+def _apply(function, x):
+    return function.apply(x)
+
+
+def _backward_of(function, x, grad_output):
+    x = x.detach().clone().requires_grad_()
+    function.apply(x).backward(grad_output)
+    return x.grad
+
+
+_x = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+_upstream = torch.rand(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) + 0.5
+
+
+def _weighted_output():  # its gradient with respect to x is what backward(grad_output=_upstream) returns
+    return (checks.run_in_kernel(_apply, SiLUFunction, _x) * _upstream).sum()
+
+
+_grad = checks.run_in_kernel(_backward_of, SiLUFunction, _x, _upstream)
+_local = checks.numeric_gradient(lambda: checks.run_in_kernel(_apply, SiLUFunction, _x).sum(), _x)
+checks.gradient_check(
+    "SiLUFunction backward", _weighted_output, _x, _grad, quiet=True,
+    mistakes={"backward ignores grad_output: return grad_output times the local derivative (the chain rule)": _local},
+)
 ### BEGIN HIDDEN TESTS
 _gen = torch.Generator().manual_seed(2718)
 for _shape, _scale in [((), 1.0), ((7,), 3.0), ((2, 3, 4), 1.0), ((5,), 12.0)]:
-    _x = (torch.randn(_shape, generator=_gen, dtype=torch.float64) * _scale).requires_grad_()
-    assert torch.autograd.gradcheck(SiLUFunction.apply, (_x,), eps=1e-6, atol=1e-5, rtol=1e-3), "gradcheck failed"
-    checks.check_close("hidden forward", SiLUFunction.apply(_x), F.silu(_x), quiet=True)
-_x = torch.tensor([-60.0, -5.0, 0.0, 5.0, 60.0], requires_grad=True)
-_y = SiLUFunction.apply(_x)
+    _x = torch.randn(_shape, generator=_gen, dtype=torch.float64) * _scale
+    _up = torch.rand(_shape, generator=_gen, dtype=torch.float64) + 0.5
+    _xr = _x.clone().requires_grad_()
+    (_ref,) = torch.autograd.grad(F.silu(_xr), _xr, _up)
+    checks.check_close("hidden backward", checks.run_in_kernel(_backward_of, SiLUFunction, _x, _up), _ref,
+                       rtol=1e-3, atol=1e-5, quiet=True)
+    checks.check_close("hidden forward", checks.run_in_kernel(_apply, SiLUFunction, _x), F.silu(_x), quiet=True)
+_x = torch.tensor([-60.0, -5.0, 0.0, 5.0, 60.0])
+_up = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+_y = checks.run_in_kernel(_apply, SiLUFunction, _x)
 assert _y.dtype == torch.float32 and torch.isfinite(_y).all(), "the forward must be finite and keep float32"
-_y.backward(torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]))
-_xr = _x.detach().clone().requires_grad_()
-F.silu(_xr).backward(torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]))
-checks.check_close("hidden float32 backward", _x.grad, _xr.grad, rtol=1e-5, atol=1e-6, quiet=True)
+_xr = _x.clone().requires_grad_()
+F.silu(_xr).backward(_up)
+checks.check_close("hidden float32 backward", checks.run_in_kernel(_backward_of, SiLUFunction, _x, _up), _xr.grad,
+                   rtol=1e-5, atol=1e-6, quiet=True)
 ### END HIDDEN TESTS
 checks.passed("SiLUFunction")
 

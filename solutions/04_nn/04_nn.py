@@ -117,23 +117,66 @@ checks.check_close("number of parameters", n_params, (4 * 8 + 8) + (8 * 8 + 8) +
 checks.check_shape("output", mlp(torch.randn(5, 4)), (5, 3))
 
 # %% nbgrader={"grade": true, "grade_id": "test-mlp", "locked": true, "points": 2, "schema_version": 3, "solution": false}
-# Graded: build_mlp (hidden tests: a single layer, other activations, deeper nets).
+# Graded: build_mlp (hidden tests: a single layer, other activations, deeper nets, and the
+# outputs against the same layers computed from the network's own parameters).
 def _structure(model):
-    return [f"Linear({m.in_features}->{m.out_features})" if isinstance(m, torch.nn.Linear) else type(m).__name__
+    # Runs where the model lives (in your kernel when graded): its layers as short strings.
+    return [f"Linear({m.in_features}->{m.out_features})" if isinstance(m, nn.Linear) else type(m).__name__
             for m in model.children()]
 
 
-assert _structure(build_mlp([4, 8, 8, 3])) == ["Linear(4->8)", "ReLU", "Linear(8->8)", "ReLU", "Linear(8->3)"], \
+_mlp = build_mlp([4, 8, 8, 3])
+assert checks.run_in_kernel(_structure, _mlp) == ["Linear(4->8)", "ReLU", "Linear(8->8)", "ReLU", "Linear(8->3)"], \
     "build_mlp([4, 8, 8, 3]) has the wrong layers (see the self-check above)"
 ### BEGIN HIDDEN TESTS
-assert _structure(build_mlp([5, 2])) == ["Linear(5->2)"], "one linear layer, no activation"
-_m = build_mlp([3, 7, 6, 5, 1], activation=torch.nn.Tanh)
-assert _structure(_m) == ["Linear(3->7)", "Tanh", "Linear(7->6)", "Tanh", "Linear(6->5)", "Tanh", "Linear(5->1)"]
-assert len({id(_a) for _a in _m if isinstance(_a, torch.nn.Tanh)}) == 3, "each activation must be a new instance"
-assert sum(_p.numel() for _p in _m.parameters()) == 3 * 7 + 7 + 7 * 6 + 6 + 6 * 5 + 5 + 5 + 1
+def _tanh_class():
+    # Runs in the kernel: its own nn.Tanh class (the grader cannot send a class there).
+    return nn.Tanh
+
+
+def _seeded(seed, fn, *args):
+    # Runs in the kernel: fn(*args) with the kernel's random generator seeded first.
+    torch.manual_seed(seed)
+    return fn(*args)
+
+
+def _count_parameters(model):
+    # Runs in the kernel: the number of entries of all the model's parameters.
+    return sum(p.numel() for p in model.parameters())
+
+
+def _linear_params(model):
+    # Runs in the kernel: (weight, bias) of each Linear layer, in order, as data.
+    return [(m.weight.detach().clone(), m.bias.detach().clone()) for m in model.children() if isinstance(m, nn.Linear)]
+
+
+def _reference_mlp(x, params, activation):
+    for i, (w, b) in enumerate(params):
+        if i > 0:
+            x = activation(x)
+        x = x @ w.T + b
+    return x
+
+
+assert checks.run_in_kernel(_structure, build_mlp([5, 2])) == ["Linear(5->2)"], "one linear layer, no activation"
+_m = build_mlp([3, 7, 6, 5, 1], activation=checks.run_in_kernel(_tanh_class))
+assert checks.run_in_kernel(_structure, _m) == [
+    "Linear(3->7)", "Tanh", "Linear(7->6)", "Tanh", "Linear(6->5)", "Tanh", "Linear(5->1)"], \
+    "wrong layers for five sizes and activation=nn.Tanh"
+# checks.is_instance reads the class names your kernel reports; the outputs are checked below.
+assert len({id(_a) for _a in _m if checks.is_instance(_a, torch.nn.Tanh)}) == 3, "each activation must be a new instance"
+assert checks.run_in_kernel(_count_parameters, _m) == 3 * 7 + 7 + 7 * 6 + 6 + 6 * 5 + 5 + 5 + 1, \
+    "wrong number of parameters"
 torch.manual_seed(3)
-_out = build_mlp([2, 16, 1])(torch.randn(200, 2))
+_x = torch.randn(50, 3)
+checks.check_close("hidden outputs with Tanh", _m(_x), _reference_mlp(_x, checks.run_in_kernel(_linear_params, _m), torch.tanh),
+                   rtol=1e-5, atol=1e-6, quiet=True)
+_x = torch.randn(200, 2)
+_net = checks.run_in_kernel(_seeded, 3, build_mlp, [2, 16, 1])
+_out = _net(_x)
 assert (_out < 0).any(), "the outputs can never be negative: is there an activation after the last layer?"
+checks.check_close("hidden outputs", _out, _reference_mlp(_x, checks.run_in_kernel(_linear_params, _net), torch.relu),
+                   rtol=1e-5, atol=1e-6, quiet=True)
 ### END HIDDEN TESTS
 checks.passed("build_mlp")
 
@@ -180,8 +223,18 @@ checks.check_true("gradients flow to the parameters", out_f.requires_grad,
 # %% nbgrader={"grade": true, "grade_id": "test-functional", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: mlp_functional (hidden tests: square weights, where a missing transpose raises no
 # error; a single layer; float64; gradients).
-checks.check_close("functional", mlp_functional(x_f, ref_params), reference_model(x_f), rtol=1e-5, atol=1e-6, quiet=True)
+torch.manual_seed(1)
+_model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 2))
+_params = [(m.weight, m.bias) for m in _model if isinstance(m, nn.Linear)]
+_x = torch.randn(7, 6)
+checks.check_close("functional", mlp_functional(_x, _params), _model(_x), rtol=1e-5, atol=1e-6, quiet=True)
 ### BEGIN HIDDEN TESTS
+def _weight_grads(out, params):
+    # Runs where `out` was computed (in your kernel when graded): backward through your graph.
+    out.sum().backward()
+    return [w.grad for w, _ in params]
+
+
 torch.manual_seed(12)
 for _sizes, _dt in [([4, 4, 4, 4], torch.float32), ([3, 2], torch.float64), ([5, 5, 3], torch.float64)]:
     _mod = nn.Sequential(*[_l for _i, (_a, _b) in enumerate(zip(_sizes[:-1], _sizes[1:]))
@@ -190,8 +243,12 @@ for _sizes, _dt in [([4, 4, 4, 4], torch.float32), ([3, 2], torch.float64), ([5,
     _x = torch.randn(6, _sizes[0], dtype=_dt)
     _o = mlp_functional(_x, _ps)
     checks.check_close("hidden functional", _o, _mod(_x), rtol=1e-5, atol=1e-6, quiet=True)
-    _o.sum().backward()
-    assert all(_w.grad is not None for _w, _ in _ps), "gradients must reach every weight"
+    assert _o.requires_grad, "the output does not require grad: gradients cannot reach the weights"
+    _expected = torch.autograd.grad(_mod(_x).sum(), [_w for _w, _ in _ps])
+    _got = checks.run_in_kernel(_weight_grads, _o, _ps)
+    assert all(_g is not None for _g in _got), "gradients must reach every weight"
+    for _g, _e in zip(_got, _expected):
+        checks.check_close("hidden weight gradients", _g, _e, rtol=1e-5, atol=1e-6, quiet=True)
 ### END HIDDEN TESTS
 checks.passed("mlp_functional")
 
@@ -325,26 +382,47 @@ print(f"buggy: {buggy_losses[0]:.3g} -> {buggy_losses[-1]:.3g} | fixed: {fixed_l
 
 # %% nbgrader={"grade": true, "grade_id": "test-sgd", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 # Graded: sgd_step (hidden tests: nested models, frozen parameters, float64, parameter identity).
-_m = nn.Linear(2, 1)
-_m(torch.ones(1, 2)).sum().backward()
-_w0 = _m.weight.detach().clone()
+def _linear_with_grads():
+    # Runs in the kernel when graded: a small layer whose parameters have gradients.
+    torch.manual_seed(0)
+    layer = nn.Linear(2, 1)
+    layer(torch.ones(1, 2)).sum().backward()
+    return layer
+
+
+def _parameters(model):
+    # Runs where the model lives: its parameters by name (as data when graded: values, .grad, identity).
+    return dict(model.named_parameters())
+
+
+_m = checks.run_in_kernel(_linear_with_grads)
+_w0 = checks.run_in_kernel(_parameters, _m)["weight"].detach().clone()
 sgd_step(_m, 0.5)
-assert not torch.equal(_m.weight.detach(), _w0), "the parameters did not change"
+assert not torch.equal(checks.run_in_kernel(_parameters, _m)["weight"].detach(), _w0), "the parameters did not change"
 ### BEGIN HIDDEN TESTS
-torch.manual_seed(21)
-_m = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Sequential(nn.Linear(6, 6), nn.ReLU()), nn.Linear(6, 3)).double()
-_m[0].bias.requires_grad_(False)  # frozen: its .grad stays None
-_m(torch.randn(8, 4, dtype=torch.float64)).pow(2).sum().backward()
-_ids = [id(_p) for _p in _m.parameters()]
-_before = {_n: _p.detach().clone() for _n, _p in _m.named_parameters()}
-_grads = {_n: None if _p.grad is None else _p.grad.clone() for _n, _p in _m.named_parameters()}
-assert sgd_step(_m, 0.01) is None
-assert [id(_p) for _p in _m.parameters()] == _ids, "sgd_step replaced parameters instead of updating them"
-for _n, _p in _m.named_parameters():
-    assert _p.is_leaf and (_p.requires_grad == (_n != "0.bias")), f"{_n} is no longer the same kind of leaf"
+def _nested_with_grads():
+    # Runs in the kernel: a nested float64 model with gradients, one parameter frozen.
+    torch.manual_seed(21)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Sequential(nn.Linear(6, 6), nn.ReLU()), nn.Linear(6, 3))
+    model = model.double()
+    model[0].bias.requires_grad_(False)  # frozen: its .grad stays None
+    model(torch.randn(8, 4, dtype=torch.float64)).pow(2).sum().backward()
+    return model
+
+
+_m = checks.run_in_kernel(_nested_with_grads)
+_params_before = checks.run_in_kernel(_parameters, _m)
+_ids = {_n: id(_p) for _n, _p in _params_before.items()}
+_before = {_n: _p.detach().clone() for _n, _p in _params_before.items()}
+_grads = {_n: None if _p.grad is None else _p.grad.clone() for _n, _p in _params_before.items()}
+assert sgd_step(_m, 0.01) is None, "sgd_step should update in place and return None"
+_params_after = checks.run_in_kernel(_parameters, _m)
+assert {_n: id(_p) for _n, _p in _params_after.items()} == _ids, "sgd_step replaced parameters instead of updating them"
+for _n, _p in _params_after.items():
+    assert _p.is_leaf and (_p.requires_grad == (_n != "0.bias")), "a parameter is no longer the same kind of leaf"
     _exp = _before[_n] if _grads[_n] is None else _before[_n] - 0.01 * _grads[_n]
-    checks.check_close(f"hidden {_n}", _p, _exp, quiet=True)
-    assert _p.grad is None or not _p.grad.any(), f"the gradient of {_n} was not cleared"
+    checks.check_close("hidden parameter after the step", _p, _exp, quiet=True)
+    assert _p.grad is None or not _p.grad.any(), "a gradient was not cleared"
 ### END HIDDEN TESTS
 checks.passed("sgd_step")
 
@@ -413,7 +491,8 @@ checks.check_tensor("labels", y_cls, shape=(300,), dtype=torch.int64, device=dev
 checks.check_close("label values", y_cls, labels_np)
 
 # %% nbgrader={"grade": true, "grade_id": "test-classifier", "locked": true, "points": 3, "schema_version": 3, "solution": false}
-# Graded: to_tensors and build_classifier (hidden tests: other label dtypes, other sizes, raw outputs).
+# Graded: to_tensors and build_classifier (hidden tests: other label dtypes, other sizes, raw outputs,
+# compared with Linear -> ReLU -> Linear -> ReLU -> Linear computed from the model's own parameters).
 _x, _y = to_tensors(np.zeros((2, 3)), np.array([1.0, 0.0]), torch.device("cpu"))
 assert _x.dtype == torch.float32 and _y.dtype == torch.int64, "features float32, labels int64"
 ### BEGIN HIDDEN TESTS
@@ -421,18 +500,45 @@ for _lab in [np.array([2.0, 0.0, 1.0, 4.0]), np.array([2, 0, 1, 4], dtype=np.int
     _x, _y = to_tensors(np.arange(8.0).reshape(4, 2), _lab, torch.device("cpu"))
     checks.check_tensor("hidden features", _x, shape=(4, 2), dtype=torch.float32, device="cpu", quiet=True)
     checks.check_tensor("hidden labels", _y, shape=(4,), dtype=torch.int64, device="cpu", quiet=True)
-    assert _y.tolist() == [2, 0, 1, 4] and _x[3, 1].item() == 7.0
+    assert _y.tolist() == [2, 0, 1, 4] and _x[3, 1].item() == 7.0, "the values changed in the conversion"
 _x, _ = to_tensors(np.zeros((2, 2)), np.zeros(2), torch.device("meta"))
 assert _x.device.type == "meta", "to_tensors must put the tensors on device"
+
+
+def _seeded(seed, fn, *args):
+    # Runs in the kernel: fn(*args) with the kernel's random generator seeded first.
+    torch.manual_seed(seed)
+    return fn(*args)
+
+
+def _linear_layers(model):
+    # Runs in the kernel: in and out features, weight and bias of every Linear inside the model, in order.
+    return [(m.in_features, m.out_features, m.weight.detach().clone(), m.bias.detach().clone())
+            for m in model.modules() if isinstance(m, nn.Linear)]
+
+
+def _modules(model):
+    # Runs in the kernel: the model and all its submodules (handles to them when graded).
+    return list(model.modules())
+
+
+_c = checks.run_in_kernel(_seeded, 5, build_classifier, 5, 16, 7)
+# checks.is_instance reads the class names your kernel reports; the outputs are checked below.
+assert checks.is_instance(_c, nn.Sequential), "build_classifier must return an nn.Sequential"
+_lin = checks.run_in_kernel(_linear_layers, _c)
+assert [(_i, _o) for _i, _o, _, _ in _lin] == [(5, 16), (16, 16), (16, 7)], "the Linear layers have the wrong sizes"
+assert not any(checks.is_instance(_l, (nn.Softmax, nn.LogSoftmax, nn.Sigmoid)) for _l in checks.run_in_kernel(_modules, _c)), \
+    "no softmax before the loss"
 torch.manual_seed(5)
-_c = build_classifier(5, 16, 7)
-assert isinstance(_c, nn.Sequential)
-_lin = [_l for _l in _c.modules() if isinstance(_l, nn.Linear)]
-assert [(_l.in_features, _l.out_features) for _l in _lin] == [(5, 16), (16, 16), (16, 7)]
-assert not any(isinstance(_l, nn.Softmax | nn.LogSoftmax | nn.Sigmoid) for _l in _c.modules()), "no softmax before the loss"
-_out = _c(torch.randn(40, 5) * 3)
+_xin = torch.randn(40, 5) * 3
+_out = _c(_xin)
 checks.check_cross_entropy_inputs("hidden classifier", _out, torch.randint(0, 7, (40,)), quiet=True)
 assert (_out < 0).any(), "raw scores can be negative"
+_h = _xin
+for _k, (_, _, _w, _b) in enumerate(_lin):
+    _h = (_h.relu() if _k > 0 else _h) @ _w.T + _b
+checks.check_close("hidden raw scores of Linear -> ReLU -> Linear -> ReLU -> Linear", _out, _h,
+                   rtol=1e-5, atol=1e-6, quiet=True)
 ### END HIDDEN TESTS
 checks.passed("data and model for CrossEntropyLoss")
 
@@ -587,27 +693,47 @@ plt.show()
 
 # %% nbgrader={"grade": true, "grade_id": "test-init", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: init_linear_layers (hidden tests: deeper nesting, layers without bias, other modules untouched).
-_m = nn.Sequential(nn.Sequential(nn.Linear(3, 3)))
+def _nested_linear():
+    # Runs in the kernel when graded: a Linear layer inside a nested nn.Sequential.
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Sequential(nn.Linear(3, 3)))
+
+
+def _parameters(model):
+    # Runs where the model lives: its parameters by name (as data when graded: values and identity).
+    return dict(model.named_parameters())
+
+
+_m = checks.run_in_kernel(_nested_linear)
 init_linear_layers(_m)
-assert bool((_m[0][0].bias == 0).all()), "nested Linear layers must be initialised too"
+assert bool((checks.run_in_kernel(_parameters, _m)["0.0.bias"] == 0).all()), "nested Linear layers must be initialised too"
 ### BEGIN HIDDEN TESTS
-torch.manual_seed(8)
-_m = nn.Sequential(
-    nn.Linear(500, 400, bias=False), nn.LayerNorm(400), nn.ReLU(),
-    nn.ModuleList([nn.Sequential(nn.Linear(400, 200)), nn.Conv1d(2, 2, 3)]),
-    nn.Sequential(nn.Sequential(nn.Linear(200, 600))),
-)
-nn.init.constant_(_m[1].weight, 3.0)
-_conv_before = _m[3][1].weight.detach().clone()
-_ids = [id(_p) for _p in _m.parameters()]
+def _mixed_model():
+    # Runs in the kernel: Linear layers at several depths (one without bias) among other modules.
+    torch.manual_seed(8)
+    model = nn.Sequential(
+        nn.Linear(500, 400, bias=False), nn.LayerNorm(400), nn.ReLU(),
+        nn.ModuleList([nn.Sequential(nn.Linear(400, 200)), nn.Conv1d(2, 2, 3)]),
+        nn.Sequential(nn.Sequential(nn.Linear(200, 600))),
+    )
+    nn.init.constant_(model[1].weight, 3.0)
+    return model
+
+
+_m = checks.run_in_kernel(_mixed_model)
+_params_before = checks.run_in_kernel(_parameters, _m)
+_ids = {_n: id(_p) for _n, _p in _params_before.items()}
+_conv_before = _params_before["3.1.weight"].detach().clone()
 init_linear_layers(_m)
-assert [id(_p) for _p in _m.parameters()] == _ids, "parameters must be changed in place"
-for _lin in [_m[0], _m[3][0][0], _m[4][0][0]]:
-    checks.check_close("hidden std", _lin.weight.std().item(), (2 / _lin.in_features) ** 0.5, rtol=0.05, quiet=True)
-    assert abs(_lin.weight.mean().item()) < 0.01, "weights should have mean 0"
-    assert _lin.bias is None or bool((_lin.bias == 0).all()), "biases must be zero"
-assert bool((_m[1].weight == 3.0).all()), "other modules (LayerNorm) must be left alone"
-assert torch.equal(_m[3][1].weight.detach(), _conv_before), "other modules (Conv1d) must be left alone"
+_params = checks.run_in_kernel(_parameters, _m)
+assert {_n: id(_p) for _n, _p in _params.items()} == _ids, "parameters must be changed in place"
+for _name, _fan_in in [("0", 500), ("3.0.0", 400), ("4.0.0", 200)]:
+    _w, _bias = _params[_name + ".weight"], _params.get(_name + ".bias")
+    checks.check_close("hidden std", _w.std().item(), (2 / _fan_in) ** 0.5, rtol=0.05, quiet=True)
+    assert abs(_w.mean().item()) < 0.01, "weights should have mean 0"
+    assert _bias is None or bool((_bias == 0).all()), "biases must be zero"
+assert bool((_params["1.weight"] == 3.0).all()), "other modules (LayerNorm) must be left alone"
+assert torch.equal(_params["3.1.weight"].detach(), _conv_before), "other modules (Conv1d) must be left alone"
 ### END HIDDEN TESTS
 checks.passed("init_linear_layers")
 

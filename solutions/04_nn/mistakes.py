@@ -75,4 +75,58 @@ def sgd_step(model, lr):
         },
         "loses": ["test-classifier", "test-sgd"],
     },
+    "ignored-activation-detached-weights-new-parameters-missing-relu-xavier": {
+        # Each slip passes the visible part of its graded cell and fails a hidden test.
+        "replace": {
+            "mlp": '''
+def build_mlp(sizes, activation=nn.ReLU):
+    layers = []
+    for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        if i > 0:
+            layers.append(nn.ReLU())  # ignores the `activation` argument
+        layers.append(nn.Linear(d_in, d_out))
+    return nn.Sequential(*layers)
+''',
+            "functional": '''
+def mlp_functional(x, params):
+    for i, (weight, bias) in enumerate(params):
+        if i > 0:
+            x = F.relu(x)
+        x = F.linear(x, weight.detach(), bias.detach())  # right values, but no gradients reach the weights
+    return x
+''',
+            "sgd": '''
+def sgd_step(model, lr):
+    with torch.no_grad():
+        for module in model.modules():
+            for name, param in list(module.named_parameters(recurse=False)):
+                if param.grad is None:
+                    continue
+                # new Parameter objects: an optimizer or another reference still holds the old ones
+                setattr(module, name, nn.Parameter(param - lr * param.grad))
+''',
+            "classifier": '''
+def to_tensors(features, labels, device):
+    return (torch.as_tensor(features, dtype=torch.float32, device=device),
+            torch.as_tensor(labels, device=device).long())
+
+
+def build_classifier(n_features, hidden, n_classes):
+    return nn.Sequential(
+        nn.Linear(n_features, hidden), nn.ReLU(),
+        nn.Linear(hidden, hidden),  # the second ReLU is missing: two linear layers collapse into one
+        nn.Linear(hidden, n_classes),
+    )
+''',
+            "init": '''
+def init_linear_layers(model):
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_normal_(module.weight)  # Glorot scaling, not Kaiming
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+''',
+        },
+        "loses": ["test-mlp", "test-functional", "test-sgd", "test-classifier", "test-init"],
+    },
 }

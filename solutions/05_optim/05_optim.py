@@ -173,8 +173,10 @@ for _nesterov in (False, True):
             _opt.step()
             for _t, _r in zip(_mine, _ref):
                 assert _t.is_leaf, "the update was recorded by autograd: use torch.no_grad()"
-                checks.check_close(f"hidden step {_step} (nesterov={_nesterov}, momentum={_mu})",
-                                   _t, _r, rtol=1e-10, atol=1e-12, quiet=True)
+                if _nesterov:
+                    checks.check_close("hidden steps with nesterov=True", _t, _r, rtol=1e-10, atol=1e-12, quiet=True)
+                else:
+                    checks.check_close("hidden steps with nesterov=False", _t, _r, rtol=1e-10, atol=1e-12, quiet=True)
         assert [id(v) for v in _vel] == _vel_ids, "the velocity tensors were replaced, not updated in place"
         checks.check_close("hidden velocity", _vel[1], _opt.state[_ref[1]]["momentum_buffer"], quiet=True)
 ### END HIDDEN TESTS
@@ -252,28 +254,51 @@ checks.check_close("weight after step 2", tiny.weight, w1 - 0.1 * g2,
 
 # %% nbgrader={"grade": true, "grade_id": "test-train-step", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: train_step (hidden tests: Adam, other shapes, leftover gradients, several steps).
-checks.check_close("returned loss", out, loss0, quiet=True)
-### BEGIN HIDDEN TESTS
-import copy as _copy  # noqa: E402
+def _sgd_setup():
+    # Runs in the kernel when graded: a linear model, its loss and an SGD optimizer.
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    return model, nn.MSELoss(), torch.optim.SGD(model.parameters(), lr=0.1)
 
-torch.manual_seed(77)
-_model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3))
-_ref = _copy.deepcopy(_model)
-_x, _y = torch.randn(10, 5), torch.randn(10, 3)
-_lf = torch.nn.SmoothL1Loss()
-_lf(_model(_x * 3), _y).backward()  # leftover gradients from "earlier code"
-_opt = torch.optim.Adam(_model.parameters(), lr=0.05)
+
+def _parameters(model):
+    # Runs where the model lives: copies of its parameters, by name.
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+_model, _loss_fn, _opt = checks.run_in_kernel(_sgd_setup)
+_start = checks.run_in_kernel(_parameters, _model)
+_x, _y = torch.randn(8, 3), torch.randn(8, 2)
+_loss = train_step(_model, _loss_fn, _opt, _x, _y)
+checks.check_close("returned loss", _loss, ((_x @ _start["weight"].T + _start["bias"] - _y) ** 2).mean(), quiet=True)
+### BEGIN HIDDEN TESTS
+def _adam_setup():
+    # Runs in the kernel: a model, its loss and Adam, with leftover gradients in .grad.
+    torch.manual_seed(77)
+    model = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3))
+    loss_fn = nn.SmoothL1Loss()
+    loss_fn(model(torch.randn(10, 5) * 3), torch.randn(10, 3)).backward()  # leftover gradients from "earlier code"
+    return model, loss_fn, torch.optim.Adam(model.parameters(), lr=0.05)
+
+
+_model, _lf, _opt = checks.run_in_kernel(_adam_setup)
+_ref = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3))
+_ref.load_state_dict(checks.run_in_kernel(_parameters, _model))
+_ref_lf = torch.nn.SmoothL1Loss()
 _ref_opt = torch.optim.Adam(_ref.parameters(), lr=0.05)
+torch.manual_seed(78)
+_x, _y = torch.randn(10, 5), torch.randn(10, 3)
 for _step in range(5):
     _got = train_step(_model, _lf, _opt, _x, _y)
     _ref_opt.zero_grad()
-    _ref_loss = _lf(_ref(_x), _y)
+    _ref_loss = _ref_lf(_ref(_x), _y)
     _ref_loss.backward()
     _ref_opt.step()
-    assert isinstance(_got, float), f"train_step should return a float, got {type(_got).__name__}"
-    checks.check_close(f"hidden loss at step {_step}", _got, _ref_loss.item(), rtol=1e-5, quiet=True)
-    for (_name, _p), _q in zip(_model.named_parameters(), _ref.parameters()):
-        checks.check_close(f"hidden {_name} after step {_step}", _p, _q, rtol=1e-5, atol=1e-7, quiet=True)
+    assert isinstance(_got, float), "train_step should return the loss as a Python float (loss.item())"
+    checks.check_close("hidden loss", _got, _ref_loss.item(), rtol=1e-5, quiet=True)
+    _now = checks.run_in_kernel(_parameters, _model)
+    for _name, _q in _ref.named_parameters():
+        checks.check_close("hidden parameters after a step", _now[_name], _q, rtol=1e-5, atol=1e-7, quiet=True)
 ### END HIDDEN TESTS
 checks.passed("training step")
 
@@ -404,22 +429,58 @@ checks.check_true("hyperparameters", isinstance(opt_d, torch.optim.SGD) and grou
 # %% nbgrader={"grade": true, "grade_id": "test-device", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: the optimizer is built after the move (hidden tests: other lr, CPU and the
 # notebook's device, parameters that really train).
-checks.check_optimizer_tracks_model("make_model_and_optimizer", model_d, opt_d, quiet=True)
+def _with_new_parameter_objects(fn, *args, **kwargs):
+    # Runs in the kernel when graded: fn with module conversions creating new Parameter objects.
+    previous = torch.__future__.get_overwrite_module_params_on_conversion()
+    torch.__future__.set_overwrite_module_params_on_conversion(True)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        torch.__future__.set_overwrite_module_params_on_conversion(previous)
+
+
+def _optimizer_view(model, optimizer):
+    # Runs where the model lives: the model's parameters, the tensors the optimizer holds, its settings.
+    held = [p for group in optimizer.param_groups for p in group["params"]]
+    settings = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
+    return list(model.parameters()), held, settings
+
+
+_model, _opt = checks.run_in_kernel(_with_new_parameter_objects, make_model_and_optimizer, device, lr=0.01)
+_params, _held, _ = checks.run_in_kernel(_optimizer_view, _model, _opt)
+assert all(any(_h is _p for _p in _params) for _h in _held), \
+    "the optimizer holds tensors that are not the model's parameters: build it after model.to(device)"
+assert all(any(_p is _h for _h in _held) for _p in _params), "the optimizer does not update every parameter of the model"
 ### BEGIN HIDDEN TESTS
+def _step(model, optimizer, x, y):
+    # Runs in the kernel: one optimizer step on the MSE of model(x); returns the gradients it used.
+    optimizer.zero_grad()
+    torch.nn.functional.mse_loss(model(x), y).backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    optimizer.step()
+    return grads
+
+
 for _dev in {torch.device("cpu"), device}:
     for _lr in (0.2, 0.003):
-        _m, _o = with_new_parameter_objects(make_model_and_optimizer, _dev, lr=_lr)
-        checks.check_optimizer_tracks_model("hidden", _m, _o, quiet=True)
-        assert all(p.device.type == _dev.type for p in _m.parameters()), f"parameters not on {_dev}"
-        _g = _o.param_groups[0]
-        assert isinstance(_o, torch.optim.SGD), f"expected torch.optim.SGD, got {type(_o).__name__}"
-        assert (_g["lr"], _g["momentum"], _g["nesterov"]) == (_lr, 0.9, True), f"wrong settings: {_g}"
-        _before = [p.detach().clone() for p in _m.parameters()]
-        _o.zero_grad()
-        torch.nn.functional.mse_loss(_m(torch.randn(8, D_in, device=_dev)), torch.ones(8, 1, device=_dev)).backward()
-        _o.step()
-        assert all(not torch.equal(b, p.detach()) for b, p in zip(_before, _m.parameters())), \
-            "a step of the optimizer did not change the model's parameters"
+        _m, _o = checks.run_in_kernel(_with_new_parameter_objects, make_model_and_optimizer, _dev, lr=_lr)
+        _params, _held, _settings = checks.run_in_kernel(_optimizer_view, _m, _o)
+        assert len(_held) == len(_params) and all(any(_h is _p for _p in _params) for _h in _held), \
+            "the optimizer must hold exactly the model's parameters (built after the move)"
+        assert all(_p.device.type == _dev.type for _p in _params), "the model's parameters are not on the device"
+        # checks.is_instance reads the class name your kernel reports; the steps below check the behaviour.
+        assert checks.is_instance(_o, torch.optim.SGD), "expected a torch.optim.SGD optimizer"
+        assert (_settings["lr"], _settings["momentum"], _settings["nesterov"]) == (_lr, 0.9, True), \
+            "wrong optimizer settings (lr, momentum, nesterov)"
+        _ref = [_p.detach().clone().requires_grad_() for _p in _params]
+        _ref_opt = torch.optim.SGD(_ref, lr=_lr, momentum=0.9, nesterov=True)
+        _x, _y = torch.randn(8, D_in, device=_dev), torch.ones(8, 1, device=_dev)
+        for _ in range(2):
+            for _r, _g in zip(_ref, checks.run_in_kernel(_step, _m, _o, _x, _y)):
+                _r.grad = _g
+            _ref_opt.step()
+            for _p, _r in zip(checks.run_in_kernel(_optimizer_view, _m, _o)[0], _ref):
+                checks.check_close("hidden parameters after optimizer steps", _p, _r, rtol=1e-5, atol=1e-7, quiet=True)
 ### END HIDDEN TESTS
 checks.passed("optimizer built after the move")
 
@@ -498,46 +559,81 @@ checks.check_close(
 # %% nbgrader={"grade": true, "grade_id": "test-schedule", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 # Graded: the StepLR training loop, tested with a reference train_step so a mistake in
 # exercise 2 costs points only there (hidden tests: other step sizes, gammas, batch counts).
-checks.check_close("learning rate per epoch", sched_lrs, [0.1, 0.1, 0.05, 0.05, 0.025], quiet=True)
-### BEGIN HIDDEN TESTS
-import warnings as _warnings  # noqa: E402
-
-_student_train_step = train_step
-
-
-def train_step(model, loss_fn, optimizer, x, y):
+def _reference_step(model, loss_fn, optimizer, x, y):
     optimizer.zero_grad()
-    _loss = loss_fn(model(x), y)
-    _loss.backward()
+    loss = loss_fn(model(x), y)
+    loss.backward()
     optimizer.step()
-    return _loss.item()
+    return loss.item()
 
 
-try:
-    for _s, _gamma, _nb, _ne in [(3, 0.1, 4, 7), (1, 0.5, 1, 4), (2, 0.9, 5, 5)]:
-        torch.manual_seed(_s + _nb)
-        _m = torch.nn.Linear(4, 2)
-        _r = torch.nn.Linear(4, 2)
-        _r.load_state_dict(_m.state_dict())
-        _bs = [(torch.randn(6, 4), torch.randn(6, 2)) for _ in range(_nb)]
-        _o = torch.optim.SGD(_m.parameters(), lr=0.2, momentum=0.5)
-        _sch = torch.optim.lr_scheduler.StepLR(_o, step_size=_s, gamma=_gamma)
-        with _warnings.catch_warnings(record=True) as _caught:
-            _warnings.simplefilter("always")
-            _losses, _lrs = train_epochs(_m, torch.nn.MSELoss(), _o, _sch, _bs, _ne)
-        assert not any("before `optimizer.step()`" in str(w.message) for w in _caught), \
-            "scheduler.step() was called before optimizer.step()"
-        checks.check_close("hidden lrs", _lrs, [0.2 * _gamma ** (e // _s) for e in range(_ne)], quiet=True)
-        assert _sch.last_epoch == _ne, f"the scheduler stepped {_sch.last_epoch} times in {_ne} epochs"
-        _ro = torch.optim.SGD(_r.parameters(), lr=0.2, momentum=0.5)
-        _rs = torch.optim.lr_scheduler.StepLR(_ro, step_size=_s, gamma=_gamma)
-        _ref_losses = []
-        for _e in range(_ne):
-            _ref_losses.append(float(np.mean([train_step(_r, torch.nn.MSELoss(), _ro, a, b) for a, b in _bs])))
-            _rs.step()
-        checks.check_close("hidden epoch losses", _losses, _ref_losses, rtol=1e-5, quiet=True)
-finally:
-    train_step = _student_train_step
+def _train_step(model, loss_fn, optimizer, x, y):
+    # The reference step, run where the model lives (in your kernel when graded).
+    return checks.run_in_kernel(_reference_step, model, loss_fn, optimizer, x, y)
+
+
+def _linear_setup(seed, n_in, n_out, lr, momentum, step_size, gamma):
+    # Runs in the kernel when graded: a linear model, its loss, SGD and a StepLR schedule.
+    torch.manual_seed(seed)
+    model = nn.Linear(n_in, n_out)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+    return model, nn.MSELoss(), optimizer, scheduler
+
+
+_model, _loss_fn, _opt, _sched = checks.run_in_kernel(
+    _linear_setup, seed=0, n_in=3, n_out=1, lr=0.1, momentum=0.0, step_size=2, gamma=0.5)
+_batches = [(torch.randn(4, 3), torch.randn(4, 1)) for _ in range(3)]
+with checks.substitute(train_step=_train_step):
+    _losses, _lrs = train_epochs(_model, _loss_fn, _opt, _sched, _batches, 5)
+checks.check_close("learning rate per epoch", _lrs, [0.1, 0.1, 0.05, 0.05, 0.025], quiet=True)
+### BEGIN HIDDEN TESTS
+def _parameters(model):
+    # Runs in the kernel: copies of the model's parameters, by name.
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def _current_lr(optimizer):
+    # Runs in the kernel: the learning rate the optimizer would step with now.
+    return optimizer.param_groups[0]["lr"]
+
+
+def _scheduler_steps(scheduler):
+    # Runs in the kernel: how many times scheduler.step() was called.
+    return scheduler.last_epoch
+
+
+_trained_with = []
+
+
+def _recording_step(model, loss_fn, optimizer, x, y):
+    # The reference step, noting the learning rate each batch trains with.
+    _trained_with.append(checks.run_in_kernel(_current_lr, optimizer))
+    return _train_step(model, loss_fn, optimizer, x, y)
+
+
+for _s, _gamma, _nb, _ne in [(3, 0.1, 4, 7), (1, 0.5, 1, 4), (2, 0.9, 5, 5)]:
+    _m, _lf, _o, _sch = checks.run_in_kernel(
+        _linear_setup, seed=_s + _nb, n_in=4, n_out=2, lr=0.2, momentum=0.5, step_size=_s, gamma=_gamma)
+    _start = checks.run_in_kernel(_parameters, _m)
+    torch.manual_seed(_s + _nb)
+    _bs = [(torch.randn(6, 4), torch.randn(6, 2)) for _ in range(_nb)]
+    _trained_with.clear()
+    with checks.substitute(train_step=_recording_step):
+        _losses, _lrs = train_epochs(_m, _lf, _o, _sch, _bs, _ne)
+    checks.check_close("hidden lrs", _lrs, [0.2 * _gamma ** (e // _s) for e in range(_ne)], quiet=True)
+    checks.check_close("hidden learning rate of each batch", _trained_with,
+                       [0.2 * _gamma ** (e // _s) for e in range(_ne) for _ in range(_nb)], quiet=True)
+    assert checks.run_in_kernel(_scheduler_steps, _sch) == _ne, "the scheduler must step exactly once per epoch"
+    _r = torch.nn.Linear(4, 2)
+    _r.load_state_dict(_start)
+    _ro = torch.optim.SGD(_r.parameters(), lr=0.2, momentum=0.5)
+    _rs = torch.optim.lr_scheduler.StepLR(_ro, step_size=_s, gamma=_gamma)
+    _ref_losses = []
+    for _e in range(_ne):
+        _ref_losses.append(float(np.mean([_reference_step(_r, torch.nn.MSELoss(), _ro, a, b) for a, b in _bs])))
+        _rs.step()
+    checks.check_close("hidden epoch losses", _losses, _ref_losses, rtol=1e-5, quiet=True)
 ### END HIDDEN TESTS
 checks.passed("StepLR schedule")
 

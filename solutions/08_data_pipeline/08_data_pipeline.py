@@ -155,25 +155,34 @@ checks.check_shape("image", _ds[0][0], (3, 2, 3), quiet=True)
 _rng = np.random.default_rng(808)
 _imgs = _rng.integers(0, 256, size=(5, 4, 6, 3), dtype=np.uint8)
 _labs = _rng.integers(0, 10, size=5)
+_chw = torch.from_numpy(_imgs).permute(0, 3, 1, 2).double() / 255  # the expected images, channels first
 _ds = CifarArrayDataset(_imgs, _labs)
-assert len(_ds) == 5, f"len should be 5, got {len(_ds)}"
+assert len(_ds) == 5, "len should be the number of images"
 for _i in range(5):
     _x, _y = _ds[_i]
     checks.check_tensor("hidden image", _x, shape=(3, 4, 6), dtype=torch.float32, quiet=True)
-    checks.check_close("hidden image", _x, torch.from_numpy(_imgs[_i]).permute(2, 0, 1).double() / 255,
-                       rtol=1e-6, quiet=True)
-    assert int(_y) == int(_labs[_i]) and not isinstance(_y, float), f"label {_i}: expected {_labs[_i]}, got {_y!r}"
+    checks.check_close("hidden image", _x, _chw[_i], rtol=1e-6, quiet=True)
+    assert int(_y) == int(_labs[_i]) and not isinstance(_y, float), "the label should be the class index, an integer"
 _seen = []
 _ds = CifarArrayDataset(_imgs, _labs, transform=lambda t: (_seen.append(t.clone()), t * 2)[1])
 _x, _ = _ds[3]
 assert len(_seen) == 1, "the transform should be applied exactly once per sample"
-checks.check_close("transform input", _seen[0], torch.from_numpy(_imgs[3]).permute(2, 0, 1).double() / 255,
-                   rtol=1e-6, quiet=True)
-checks.check_close("transform output", _x, 2 * torch.from_numpy(_imgs[3]).permute(2, 0, 1).double() / 255,
-                   rtol=1e-6, quiet=True)
-_xb, _yb = next(iter(DataLoader(CifarArrayDataset(_imgs, _labs), batch_size=5)))
+checks.check_close("transform input", _seen[0], _chw[3], rtol=1e-6, quiet=True)
+checks.check_close("transform output", _x, 2 * _chw[3], rtol=1e-6, quiet=True)
+
+
+def _first_batch(dataset_class, images, labels):
+    """The first batch of a real DataLoader over the student's Dataset, both in the kernel."""
+    from torch.utils.data import DataLoader
+
+    return next(iter(DataLoader(dataset_class(images, labels), batch_size=5)))
+
+
+_xb, _yb = checks.run_in_kernel(_first_batch, CifarArrayDataset, _imgs, _labs)
 checks.check_tensor("hidden batch", _xb, shape=(5, 3, 4, 6), dtype=torch.float32, quiet=True)
 checks.check_tensor("hidden labels", _yb, shape=(5,), dtype=torch.int64, quiet=True)
+checks.check_close("hidden batch", _xb, _chw, rtol=1e-6, quiet=True)
+checks.check_close("hidden labels", _yb, _labs, quiet=True)
 ### END HIDDEN TESTS
 checks.passed("CifarArrayDataset")
 
@@ -347,27 +356,49 @@ checks.check_true("pin_memory only with CUDA", tl.pin_memory == vl.pin_memory ==
 _tl, _vl = make_loaders(numbers, 0.2, 16, seed=0)
 assert len(_vl.dataset) == 20, f"expected 20 validation samples, got {len(_vl.dataset)}"
 ### BEGIN HIDDEN TESTS
+def _observe(make_loaders, n, val_fraction, batch_size, seed):
+    """make_loaders on the numbers 0, 10, 20, ... (built in the kernel): what its loaders yield."""
+    from torch.utils.data import TensorDataset
+
+    def items(loader):  # every sample of one pass, in order, and the batch sizes
+        batches = [batch[0] for batch in loader]
+        return [int(i) for b in batches for i in b], [len(b) for b in batches]
+
+    data = TensorDataset(torch.arange(n) * 10)
+    train_loader, val_loader = make_loaders(data, val_fraction, batch_size, seed=seed)
+    seen = {
+        "sizes": (len(train_loader.dataset), len(val_loader.dataset)),
+        "parts": [int(d[0]) for d in train_loader.dataset] + [int(d[0]) for d in val_loader.dataset],
+        "train": items(train_loader),
+        "val": items(val_loader),
+        "val again": items(val_loader)[0],
+        "train again": [items(train_loader)[0] for _ in range(3)],
+        "pin_memory": (train_loader.pin_memory, val_loader.pin_memory, torch.cuda.is_available()),
+        "val, same seed": items(make_loaders(data, val_fraction, batch_size, seed=seed)[1])[0],
+    }
+    torch.manual_seed(seed + 1)  # the split must not depend on the global random state
+    seen["val, global RNG reseeded"] = items(make_loaders(data, val_fraction, batch_size, seed=seed)[1])[0]
+    return seen
+
+
 for _n, _frac, _bs, _seed in [(50, 0.1, 8, 3), (64, 0.25, 10, 11), (9, 0.5, 4, 0)]:
-    _data = TensorDataset(torch.arange(_n) * 10)
-    _tl, _vl = make_loaders(_data, _frac, _bs, seed=_seed)
+    _seen = checks.run_in_kernel(_observe, make_loaders, _n, _frac, _bs, _seed)
     _n_val = int(_n * _frac)
-    _t_ids, _t_sizes = loader_items(_tl)
-    _v_ids, _v_sizes = loader_items(_vl)
-    assert len(_vl.dataset) == _n_val and len(_tl.dataset) == _n - _n_val, "wrong split sizes"
-    assert _t_sizes == [_bs] * ((_n - _n_val) // _bs), f"training batches should all be full: {_t_sizes}"
-    assert sum(_v_sizes) == _n_val, f"the validation loader lost samples: {_v_sizes}"
-    _all = sorted([int(_d[0]) for _d in _tl.dataset] + [int(_d[0]) for _d in _vl.dataset])
-    assert _all == list(range(0, 10 * _n, 10)), "the two parts together must hold every sample exactly once"
+    (_t_ids, _t_sizes), (_v_ids, _v_sizes) = _seen["train"], _seen["val"]
+    assert tuple(_seen["sizes"]) == (_n - _n_val, _n_val), "wrong split sizes"
+    assert _t_sizes == [_bs] * ((_n - _n_val) // _bs), "training batches should all be full (drop_last=True)"
+    assert sum(_v_sizes) == _n_val, "the validation loader lost samples"
+    assert sorted(_seen["parts"]) == list(range(0, 10 * _n, 10)), "the two parts together must hold every sample exactly once"
     assert not set(_t_ids) & set(_v_ids), "training and validation parts overlap"
-    assert loader_items(_vl)[0] == _v_ids, "the validation order changed between passes"
-    assert [loader_items(_tl)[0] for _ in range(3)] != [_t_ids] * 3, "the training loader does not shuffle"
-    assert loader_items(make_loaders(_data, _frac, _bs, seed=_seed)[1])[0] == _v_ids, "the split is not reproducible"
-    torch.manual_seed(_seed + 1)  # the split must not depend on the global random state
-    assert loader_items(make_loaders(_data, _frac, _bs, seed=_seed)[1])[0] == _v_ids, "the split uses the global RNG"
-    assert _tl.pin_memory == _vl.pin_memory == torch.cuda.is_available(), "pin_memory only with CUDA"
-_, _v1 = make_loaders(TensorDataset(torch.arange(200)), 0.5, 10, seed=1)
-_, _v2 = make_loaders(TensorDataset(torch.arange(200)), 0.5, 10, seed=2)
-assert loader_items(_v1)[0] != loader_items(_v2)[0], "different seeds should give different splits"
+    assert _seen["val again"] == _v_ids, "the validation order changed between passes"
+    assert _seen["train again"] != [_t_ids] * 3, "the training loader does not shuffle"
+    assert _seen["val, same seed"] == _v_ids, "the split is not reproducible"
+    assert _seen["val, global RNG reseeded"] == _v_ids, "the split uses the global RNG"
+    _pin_train, _pin_val, _cuda = _seen["pin_memory"]
+    assert _pin_train == _pin_val == _cuda, "pin_memory only with CUDA"
+_v1 = checks.run_in_kernel(_observe, make_loaders, 200, 0.5, 10, 1)["val"][0]
+_v2 = checks.run_in_kernel(_observe, make_loaders, 200, 0.5, 10, 2)["val"][0]
+assert _v1 != _v2, "different seeds should give different splits"
 ### END HIDDEN TESTS
 checks.passed("make_loaders")
 
@@ -453,25 +484,30 @@ checks.check_true("y on the device", on_meta[1].device.type == "meta",
 # Graded: DeviceLoader (hidden tests: a real DataLoader, preprocess on the device, several epochs).
 assert len(DeviceLoader(three_batches, torch.device("cpu"))) == 3
 ### BEGIN HIDDEN TESTS
-_base = DataLoader(TensorDataset(torch.arange(24, dtype=torch.uint8).view(6, 4), torch.arange(6)), batch_size=4)
-_calls = []
+def _epochs(loader_class, device, epochs):
+    """DeviceLoader over a real DataLoader (both in the kernel), with a preprocess that records its input's device."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    base = DataLoader(TensorDataset(torch.arange(24, dtype=torch.uint8).view(6, 4), torch.arange(6)), batch_size=4)
+    calls = []
+
+    def preprocess(x):
+        calls.append(x.device.type)
+        return x.float() * 2
+
+    wrapped = loader_class(base, device, preprocess=preprocess)
+    passes = [[(x.device.type, y.device.type, x.dtype) for x, y in wrapped] for _ in range(epochs)]
+    return len(wrapped), passes, calls, list(loader_class(base, torch.device("cpu")))
 
 
-def _pre(x):
-    _calls.append(x.device.type)
-    return x.float() * 2
-
-
-_wrapped = DeviceLoader(_base, torch.device("meta"), preprocess=_pre)
-assert len(_wrapped) == 2, f"len should be 2, got {len(_wrapped)}"
-for _epoch in range(3):
-    _batches = list(_wrapped)
-    assert len(_batches) == 2, f"epoch {_epoch}: {len(_batches)} batches instead of 2"
-    for _x, _y in _batches:
-        assert _x.device.type == "meta" and _y.device.type == "meta", "x and y must both be moved to the device"
-        assert _x.dtype == torch.float32, "preprocess was not applied"
-assert _calls == ["meta"] * 6, f"preprocess should run once per batch, on the device: {_calls}"
-_plain = list(DeviceLoader(_base, torch.device("cpu")))
+_len, _passes, _calls, _plain = checks.run_in_kernel(_epochs, DeviceLoader, torch.device("meta"), 3)
+assert _len == 2, "len should be the number of batches of the wrapped loader"
+for _batches in _passes:
+    assert len(_batches) == 2, "every epoch should give every batch: __iter__ must start a fresh pass"
+    for _x_device, _y_device, _x_dtype in _batches:
+        assert _x_device == "meta" and _y_device == "meta", "x and y must both be moved to the device"
+        assert _x_dtype == torch.float32, "preprocess was not applied"
+assert _calls == ["meta"] * 6, "preprocess should run once per batch, on the device"
 assert torch.equal(_plain[1][0], torch.arange(16, 24, dtype=torch.uint8).view(2, 4)), "without preprocess x must be unchanged"
 assert torch.equal(_plain[1][1], torch.tensor([4, 5])), "labels must be unchanged"
 ### END HIDDEN TESTS
@@ -657,12 +693,28 @@ checks.check_true("mean loss returned", abs(rec_losses[1] - np.mean([v for _, v,
 # Graded: train_one_epoch (hidden tests: a later epoch, other sizes, values against a reference loop).
 assert len(rec_writer.calls) == 6
 ### BEGIN HIDDEN TESTS
+def _logged_epoch(train_one_epoch, state, batches, epoch):
+    """One epoch in the kernel: a model loaded with state, SGD, and a writer that records add_scalar calls."""
+    class Recorder:
+        def __init__(self):
+            self.calls = []
+
+        def add_scalar(self, tag, value, global_step=None):
+            self.calls.append((tag, value, global_step))
+
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 4))
+    model.load_state_dict(state)
+    writer = Recorder()
+    mean = train_one_epoch(model, batches, torch.optim.SGD(model.parameters(), lr=0.05), nn.CrossEntropyLoss(),
+                           writer, epoch)
+    return writer.calls, mean, [p.detach().clone() for p in model.parameters()]
+
+
 torch.manual_seed(123)
-_model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 4))
-_ref = copy.deepcopy(_model)
+_ref = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 4))
 _batches = [(torch.randn(7, 6), torch.randint(0, 4, (7,))) for _ in range(4)]
-_writer = RecordingWriter()
-_mean = train_one_epoch(_model, _batches, torch.optim.SGD(_model.parameters(), lr=0.05), nn.CrossEntropyLoss(), _writer, 3)
+_state = {name: value.clone() for name, value in _ref.state_dict().items()}
+_calls, _mean, _params = checks.run_in_kernel(_logged_epoch, train_one_epoch, _state, _batches, 3)
 _opt = torch.optim.SGD(_ref.parameters(), lr=0.05)
 _expected = []
 for _x, _y in _batches:
@@ -671,11 +723,12 @@ for _x, _y in _batches:
     _loss.backward()
     _opt.step()
     _expected.append(_loss.item())
-assert [c[0] for c in _writer.calls] == ["loss/train"] * 4, f"tags: {[c[0] for c in _writer.calls]}"
-assert [c[2] for c in _writer.calls] == [12, 13, 14, 15], f"epoch 3 of 4 batches: steps 12..15, got {[c[2] for c in _writer.calls]}"
-checks.check_close("hidden logged losses", [float(c[1]) for c in _writer.calls], _expected, rtol=1e-5, quiet=True)
+assert [c[0] for c in _calls] == ["loss/train"] * 4, "log every batch under the tag loss/train"
+assert [c[2] for c in _calls] == [12, 13, 14, 15], "epoch 3 of 4 batches should log at steps 12, 13, 14, 15"
+checks.check_close("hidden logged losses", [float(c[1]) for c in _calls], _expected, rtol=1e-5, quiet=True)
 checks.check_close("hidden mean loss", _mean, np.mean(_expected), rtol=1e-5, quiet=True)
-for _p, _q in zip(_model.parameters(), _ref.parameters()):
+assert len(_params) == 4, "the model's parameters"
+for _p, _q in zip(_params, _ref.parameters()):
     checks.check_close("hidden parameters after the epoch", _p, _q, rtol=1e-5, atol=1e-7, quiet=True)
 ### END HIDDEN TESTS
 checks.passed("train_one_epoch")

@@ -151,17 +151,37 @@ checks.check_true("torch.no_grad()", not any(probe.grad_enabled),
 _probe = ProbeModel()
 assert abs(check_accuracy(probe_batches([0, 1], [0, 1], [2]), _probe) - 1.0) < 1e-12
 ### BEGIN HIDDEN TESTS
+def _probe_accuracy(check_accuracy, guesses, labels, sizes, num_classes):
+    """check_accuracy on a probe model (like ProbeModel, built in the kernel) handed over in training mode."""
+    class Probe(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(()))
+            self.grad_enabled = []
+
+        def forward(self, x):
+            self.grad_enabled.append(torch.is_grad_enabled())
+            cls = x[:, 0].long()
+            if self.training:
+                cls = (cls + 1) % num_classes
+            return F.one_hot(cls, num_classes).to(x.dtype) * self.scale
+
+    x, y = torch.tensor(guesses, dtype=torch.float32)[:, None], torch.tensor(labels)
+    probe = Probe()
+    probe.train()
+    accuracy = check_accuracy(list(zip(x.split(sizes), y.split(sizes))), probe)
+    return accuracy, probe.grad_enabled
+
+
 for _guesses, _labels, _sizes, _expected in [
     ([0, 1, 2, 3, 0, 1, 2, 3, 3], [0, 1, 2, 3, 1, 2, 3, 0, 3], [4, 4, 1], 5 / 9),
     ([1, 1, 1, 1, 1, 0, 2], [1, 0, 1, 0, 1, 0, 2], [5, 2], 5 / 7),
     ([2] * 10, [2] * 3 + [0] * 7, [3, 3, 3, 1], 0.3),
 ]:
-    _probe = ProbeModel(num_classes=4)
-    _probe.train()
-    _acc = check_accuracy(probe_batches(_guesses, _labels, _sizes), _probe)
-    assert isinstance(_acc, float), f"check_accuracy should return a float, got {type(_acc).__name__}"
-    assert abs(_acc - _expected) < 1e-9, f"expected accuracy {_expected:.4f}, got {_acc:.4f}"
-    assert not any(_probe.grad_enabled), "evaluation must run under torch.no_grad()"
+    _acc, _grad_enabled = checks.run_in_kernel(_probe_accuracy, check_accuracy, _guesses, _labels, _sizes, 4)
+    assert isinstance(_acc, float), "check_accuracy should return a Python float"
+    assert abs(_acc - _expected) < 1e-9, "wrong accuracy: count over all samples, divide once, in evaluation mode"
+    assert not any(_grad_enabled), "evaluation must run under torch.no_grad()"
 ### END HIDDEN TESTS
 checks.passed("check_accuracy")
 
@@ -238,20 +258,30 @@ checks.check_true("zeros, leaf, requires grad", bool((b == 0).all()) and b.is_le
 # Graded: random_weight and zero_weight (hidden tests: other shapes and fan-ins).
 assert random_weight((3, 4)).shape == (3, 4) and zero_weight((5,)).shape == (5,)
 ### BEGIN HIDDEN TESTS
-torch.manual_seed(99)
+def _seed(seed):
+    torch.manual_seed(seed)  # the student's code draws from the kernel's random state
+
+
+def _backward(w):
+    (w.sum() * 2).backward()
+    return w.grad
+
+
+checks.run_in_kernel(_seed, 99)
 for _shape in [(64, 3, 5, 5), (8, 64, 3, 3), (10, 4096), (300, 30)]:
     _w = random_weight(_shape)
-    assert tuple(_w.shape) == _shape, f"shape {tuple(_w.shape)} instead of {_shape}"
+    assert tuple(_w.shape) == _shape, "random_weight returned the wrong shape"
     assert _w.dtype == torch.float32 and _w.device.type == device.type, "float32 on device"
     assert _w.is_leaf and _w.requires_grad, "random_weight must return a leaf that requires grad"
     _expected = math.sqrt(2 / math.prod(_shape[1:]))
-    _std, _mean = _w.detach().std().item(), _w.detach().mean().item()  # (nbgrader counts warnings as failures)
-    assert abs(_std / _expected - 1) < 0.06, f"std {_std:.4f}, expected {_expected:.4f} for {_shape}"
+    _std, _mean = _w.detach().std().item(), _w.detach().mean().item()
+    assert abs(_std / _expected - 1) < 0.06, "the std should be sqrt(2 / fan_in), fan_in = prod(shape[1:])"
     assert abs(_mean) < 0.1 * _expected, "the mean should be 0"
 _w1, _w2 = random_weight((50, 50)), random_weight((50, 50))
 assert not torch.equal(_w1, _w2), "random_weight must draw fresh random numbers"
-(_w1.sum() * 2).backward()
-assert _w1.grad is not None and torch.allclose(_w1.grad, torch.full_like(_w1, 2.0)), "gradient does not reach the weight"
+_grad = checks.run_in_kernel(_backward, _w1)  # backward on the kernel's own tensor
+assert _grad is not None and torch.allclose(_grad, torch.full((50, 50), 2.0, device=_grad.device)), \
+    "gradient does not reach the weight"
 for _shape in [(3,), (2, 5), (4, 3, 2, 2)]:
     _b = zero_weight(_shape)
     assert tuple(_b.shape) == _shape and bool((_b == 0).all()), "zero_weight: zeros of the right shape"
@@ -314,8 +344,12 @@ with torch.no_grad():
     )
 
 # %% nbgrader={"grade": true, "grade_id": "test-barebones", "locked": true, "points": 2, "schema_version": 3, "solution": false}
-# Graded: three_layer_convnet (hidden tests: other sizes, against a reference).
-checks.check_shape("scores", three_layer_convnet(x_probe, make_params()), (2, 10), quiet=True)
+# Graded: three_layer_convnet (hidden tests: other sizes, against a reference). The parameters
+# here are built directly, not with your random_weight, so a mistake there costs points only in exercise 2.
+_p = [torch.randn(6, 3, 5, 5), torch.zeros(6), torch.randn(4, 6, 3, 3), torch.zeros(4), torch.randn(10, 4 * 32 * 32),
+      torch.zeros(10)]
+checks.check_shape("scores", three_layer_convnet(torch.rand(2, 3, 32, 32, device=device), [t.to(device) for t in _p]),
+                   (2, 10), quiet=True)
 ### BEGIN HIDDEN TESTS
 torch.manual_seed(7)
 for _c1, _c2, _k, _n in [(5, 3, 7, 4), (2, 6, 3, 1)]:
@@ -425,21 +459,39 @@ checks.check_true("zero biases", all(bool((m.bias == 0).all()) for m in (net.con
 # Graded: ThreeLayerConvNet (hidden tests: other sizes, initialisation statistics, the forward pass).
 assert ThreeLayerConvNet(3, 4, 2, 5)(torch.zeros(1, 3, 32, 32)).shape == (1, 5)
 ### BEGIN HIDDEN TESTS
+def _seed(seed):
+    torch.manual_seed(seed)  # the student's layers draw from the kernel's random state
+
+
+def _randomise(net, seed):
+    """Every parameter of the kernel's model redrawn from N(0, 1): the forward check then sees nonzero biases."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_()
+
+
+def _parameters(net):
+    return {name: p.detach().clone() for name, p in net.named_parameters()}
+
+
 torch.manual_seed(11)
+checks.run_in_kernel(_seed, 11)
 _net = ThreeLayerConvNet(3, 64, 32, 10)
-assert sum(p.numel() for p in _net.parameters()) == 64 * 75 + 64 + 32 * 64 * 9 + 32 + 10 * 32 * 1024 + 10, "parameter count"
-for _layer, _fan_in in [(_net.conv1, 75), (_net.conv2, 576), (_net.fc, 32 * 1024)]:
-    _std = _layer.weight.detach().std().item()
-    assert abs(_std / math.sqrt(2 / _fan_in) - 1) < 0.08, f"weight std {_std:.4f}, Kaiming wants {math.sqrt(2 / _fan_in):.4f}"
-    assert bool((_layer.bias == 0).all()), "biases must start at zero"
+_params = checks.run_in_kernel(_parameters, _net)
+assert sum(p.numel() for p in _params.values()) == 64 * 75 + 64 + 32 * 64 * 9 + 32 + 10 * 32 * 1024 + 10, \
+    "parameter count"
+for _layer, _fan_in in [("conv1", 75), ("conv2", 576), ("fc", 32 * 1024)]:
+    _std = _params[f"{_layer}.weight"].std().item()
+    assert abs(_std / math.sqrt(2 / _fan_in) - 1) < 0.08, "the weight std is not Kaiming's sqrt(2 / fan_in)"
+    assert bool((_params[f"{_layer}.bias"] == 0).all()), "biases must start at zero"
 _net = ThreeLayerConvNet(2, 5, 3, 4)
-with torch.no_grad():
-    for _p in _net.parameters():
-        _p.normal_()
+checks.run_in_kernel(_randomise, _net, 12)
+_params = checks.run_in_kernel(_parameters, _net)
 _x = torch.randn(3, 2, 32, 32)
-_h = torch.relu(torch.nn.functional.conv2d(_x, _net.conv1.weight, _net.conv1.bias, padding=2))
-_h = torch.relu(torch.nn.functional.conv2d(_h, _net.conv2.weight, _net.conv2.bias, padding=1))
-checks.check_close("hidden forward", _net(_x), _h.reshape(3, -1) @ _net.fc.weight.T + _net.fc.bias,
+_h = torch.relu(torch.nn.functional.conv2d(_x, _params["conv1.weight"], _params["conv1.bias"], padding=2))
+_h = torch.relu(torch.nn.functional.conv2d(_h, _params["conv2.weight"], _params["conv2.bias"], padding=1))
+checks.check_close("hidden forward", _net(_x), _h.reshape(3, -1) @ _params["fc.weight"].T + _params["fc.bias"],
                    rtol=1e-4, atol=1e-3, quiet=True)
 ### END HIDDEN TESTS
 checks.passed("ThreeLayerConvNet")
@@ -515,12 +567,21 @@ checks.check_true("gradients zeroed every step", not accumulated,
 # epochs, losses and parameters against a reference loop).
 assert len(fixed_losses) == 15
 ### BEGIN HIDDEN TESTS
+def _train_in_kernel(train, state, x, y):
+    """train on a BatchNorm model built in the kernel from state, handed over in eval mode; 2 epochs of 6 batches."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 5))
+    model.load_state_dict(state)
+    model.eval()
+    losses = train(model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), [(x, y)] * 6, epochs=2)
+    return losses, [p.detach().clone() for p in model.parameters()]
+
+
 torch.manual_seed(5)
 _model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 5))
 _ref = copy.deepcopy(_model)
 _x, _y = torch.randn(16, 3, 8, 8), torch.randint(0, 5, (16,))
-_model.eval()
-_losses = train(_model, torch.optim.SGD(_model.parameters(), lr=0.05, momentum=0.9), [(_x, _y)] * 6, epochs=2)
+_state = {name: value.clone() for name, value in _model.state_dict().items()}
+_losses, _params = checks.run_in_kernel(_train_in_kernel, train, _state, _x, _y)
 _ref.train()
 _opt = torch.optim.SGD(_ref.parameters(), lr=0.05, momentum=0.9)
 _expected = []
@@ -530,9 +591,10 @@ for _ in range(12):
     _loss.backward()
     _opt.step()
     _expected.append(_loss.item())
-assert len(_losses) == 12, f"2 epochs of 6 batches: 12 losses, got {len(_losses)}"
+assert len(_losses) == 12, "2 epochs of 6 batches should give 12 losses"
 checks.check_close("hidden losses", _losses, _expected, rtol=1e-4, atol=1e-6, quiet=True)
-for _p, _q in zip(_model.parameters(), _ref.parameters()):
+assert len(_params) == 6, "the model's parameters"
+for _p, _q in zip(_params, _ref.parameters()):
     checks.check_close("hidden parameters", _p, _q, rtol=1e-4, atol=1e-6, quiet=True)
 assert _losses[-1] < 0.5 * _losses[0], "the loss should fall on a fixed batch"
 ### END HIDDEN TESTS
@@ -584,18 +646,26 @@ checks.check_true("parameter count", sum(p.numel() for p in seq.parameters()) ==
 
 # %% nbgrader={"grade": true, "grade_id": "test-sequential", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Graded: sequential_convnet (hidden tests: other sizes, the forward pass against a reference).
-assert isinstance(sequential_convnet(3, 4, 2, 5), nn.Sequential)
+assert checks.is_instance(sequential_convnet(3, 4, 2, 5), nn.Sequential)
 ### BEGIN HIDDEN TESTS
+def _layer_parameters(seq):
+    """Each layer's parameters by name ({"weight": ..., "bias": ...}, or {} for a layer without)."""
+    return [{name: p.detach().clone() for name, p in layer.named_parameters()} for layer in seq]
+
+
 torch.manual_seed(12)
 _seq = sequential_convnet(2, 5, 3, 4)
-_layers = [m for m in _seq if any(True for _ in m.parameters())]
-assert [type(m).__name__ for m in _layers] == ["Conv2d", "Conv2d", "Linear"], f"layers with parameters: {_layers}"
-_c1, _c2, _fc = _layers
-assert _c1.weight.shape == (5, 2, 5, 5) and _c2.weight.shape == (3, 5, 3, 3) and _fc.weight.shape == (4, 3 * 32 * 32)
+_layers = [(m, ps) for m, ps in zip(_seq, checks.run_in_kernel(_layer_parameters, _seq)) if ps]
+# Layer types by the class names the kernel reports (the student controls them); the forward check is the real test.
+assert len(_layers) == 3 and all(checks.is_instance(m, t) for (m, _), t in zip(_layers, [nn.Conv2d, nn.Conv2d, nn.Linear])), \
+    "the layers with parameters should be Conv2d, Conv2d, Linear"
+_c1, _c2, _fc = (ps for _, ps in _layers)
+assert _c1["weight"].shape == (5, 2, 5, 5) and _c2["weight"].shape == (3, 5, 3, 3) and _fc["weight"].shape == (4, 3 * 32 * 32), \
+    "wrong layer sizes"
 _x = torch.randn(3, 2, 32, 32)
-_h = torch.relu(torch.nn.functional.conv2d(_x, _c1.weight, _c1.bias, padding=2))
-_h = torch.relu(torch.nn.functional.conv2d(_h, _c2.weight, _c2.bias, padding=1))
-checks.check_close("hidden forward", _seq(_x), _h.reshape(3, -1) @ _fc.weight.T + _fc.bias, rtol=1e-4, atol=1e-4, quiet=True)
+_h = torch.relu(torch.nn.functional.conv2d(_x, _c1["weight"], _c1.get("bias"), padding=2))
+_h = torch.relu(torch.nn.functional.conv2d(_h, _c2["weight"], _c2.get("bias"), padding=1))
+checks.check_close("hidden forward", _seq(_x), _h.reshape(3, -1) @ _fc["weight"].T + _fc["bias"], rtol=1e-4, atol=1e-4, quiet=True)
 ### END HIDDEN TESTS
 checks.passed("sequential_convnet")
 
@@ -775,15 +845,22 @@ my_val_acc = check_accuracy(loader_val, my_model)
 
 # %% nbgrader={"grade": true, "grade_id": "test-target", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 # Graded: the open-ended target (hidden: the accuracy on the fixed test set, in evaluation mode).
+def _predict(model, images, labels, device):
+    """The trained model's predicted labels, in the kernel: evaluation mode, no autograd, batches of 500."""
+    from course_utils import cifar
+
+    return cifar.predict(model, cifar.TensorLoader(images, labels, batch_size=500, device=device))[0]
+
+
 checks.check_true("time limit", my_train_seconds <= 1.1 * TIME_LIMIT_S,
                   f"training took {my_train_seconds:.0f} s, over the {TIME_LIMIT_S} s limit.")
-_val_acc = cifar.evaluate(my_model, loader_val)
+_val_acc = float((checks.run_in_kernel(_predict, my_model, x_val, y_val, device) == y_val).double().mean())
 checks.check_true("target on the validation set", _val_acc >= TARGET,
                   f"validation accuracy {_val_acc:.1%} is below the target {TARGET:.0%}.")
 ### BEGIN HIDDEN TESTS
-_test_acc = cifar.evaluate(my_model, cifar.TensorLoader(x_test, y_test, batch_size=500, device=device))
+_test_acc = float((checks.run_in_kernel(_predict, my_model, x_test, y_test, device) == y_test).double().mean())
 print(f"test accuracy {_test_acc:.2%} (target {TARGET:.0%})")
-assert _test_acc >= TARGET, f"test accuracy {_test_acc:.2%} is below the target {TARGET:.0%}"
+assert _test_acc >= TARGET, "the test accuracy is below the target"
 ### END HIDDEN TESTS
 checks.passed("the open-ended target")
 

@@ -112,4 +112,59 @@ def train_my_model(model, x_train, y_train, time_limit):
         },
         "loses": ["test-barebones", "test-train", "test-confusion", "test-target"],
     },
+    "batch-mean-accuracy-nonleaf-weights-unused-biases-no-train-mode": {
+        "replace": {
+            "check-accuracy": '''
+def check_accuracy(loader, model):
+    model.eval()
+    accs = []
+    with torch.no_grad():
+        for x, y in loader:
+            accs.append((model(x).argmax(dim=1) == y).float().mean().item())
+    acc = sum(accs) / len(accs)  # the mean of per-batch accuracies: wrong when the last batch is smaller
+    print(f"Got {100 * acc:.2f}% correct")
+    return acc
+''',
+            "init": '''
+def random_weight(shape):
+    fan_in = math.prod(shape[1:])
+    # scaled after requires_grad=True: the result of a multiplication, not a leaf
+    return torch.randn(shape, device=device, dtype=dtype, requires_grad=True) * math.sqrt(2.0 / fan_in)
+
+
+def zero_weight(shape):
+    return torch.zeros(shape, device=device, dtype=dtype, requires_grad=True)
+''',
+            "module": '''
+class ThreeLayerConvNet(nn.Module):
+    def __init__(self, in_channel, channel_1, channel_2, num_classes):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channel, channel_1, kernel_size=5, padding=2)
+        self.conv2 = nn.Conv2d(channel_1, channel_2, kernel_size=3, padding=1)
+        self.fc = nn.Linear(channel_2 * 32 * 32, num_classes)
+        for layer in (self.conv1, self.conv2, self.fc):
+            nn.init.kaiming_normal_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x):
+        # the biases are never used (invisible while they are still zero)
+        x = F.relu(F.conv2d(x, self.conv1.weight, padding=2))
+        x = F.relu(F.conv2d(x, self.conv2.weight, padding=1))
+        return F.linear(torch.flatten(x, 1), self.fc.weight)
+''',
+            "train": '''
+def train(model, optimizer, loader, epochs=1):
+    losses = []
+    for epoch in range(epochs):  # model.train() missing: a model handed over in eval mode stays there
+        for x, y in tqdm(loader, leave=False):
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    return losses
+''',
+        },
+        "loses": ["test-check-accuracy", "test-init", "test-module", "test-train"],
+    },
 }

@@ -107,6 +107,14 @@ def scale(t):
     return t * 3
 
 
+def count(d):
+    return len(d)
+
+
+def build(act):
+    return act()
+
+
 def zero_grads(model):
     for p in model.parameters():
         p.grad = None
@@ -306,6 +314,49 @@ zero_grads(_m)
 assert all(g is None for _, g in checks.run_in_kernel(_state, _m).values())
 ''')
     assert verdict.passed, verdict.error
+
+
+def test_attributes_of_kernel_objects_read_and_write(kernel):
+    link, _ = kernel
+    verdict = _judge(link, '''
+def _build():
+    return nn.Linear(2, 1)
+
+_m = checks.run_in_kernel(_build)
+assert _m.in_features == 2 and _m.weight.shape == (1, 2)
+_m.in_features = 5
+assert _m.in_features == 5
+''')
+    assert verdict.passed, verdict.error
+
+
+def test_drivers_see_the_same_names_in_a_notebook():
+    """In a notebook a driver runs in the same bare namespace as in the kernel."""
+    from course_utils import checks
+
+    notebook_global = 3  # noqa: F841 - a driver must not see it
+
+    def _uses_global():
+        return notebook_global  # noqa: F821
+
+    def _uses_modules(x):
+        relu = nn.ReLU()  # noqa: F821 - the driver's namespace has nn
+        return float(torch.as_tensor(np.asarray(x)).sum()) + math.pi * 0 + relu(torch.ones(1)).item()
+
+    with pytest.raises(NameError):
+        checks.run_in_kernel(_uses_global)
+    assert checks.run_in_kernel(_uses_modules, [1.0, 2.0]) == 4.0
+
+
+def test_library_classes_cross_by_name_and_test_built_modules_are_refused(kernel):
+    link, _ = kernel
+    verdict = _judge(link, '''
+assert count(torch.nn.Linear(2, 1).state_dict()) == 2
+assert checks.is_instance(build(torch.nn.Tanh), torch.nn.Tanh)
+''')
+    assert verdict.passed, verdict.error
+    refused = _judge(link, "count(torch.nn.Linear(2, 1))")
+    assert refused.error[0] == "TestError" and "run_in_kernel" in refused.error[1]
 
 
 def test_student_exceptions_are_catchable_as_themselves(kernel):
