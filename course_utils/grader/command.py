@@ -43,7 +43,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-network", action="store_true", help="let student code use the network")
     p.add_argument("--no-sandbox", action="store_true",
                    help="no network or file-system containment (memory cap and timeouts stay)")
-    p.add_argument("--full", action="store_true", help="run notebooks in full mode, not fast mode")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--full", dest="fast", action="store_false", default=None,
+                      help="the notebooks' own settings (the default, unless COURSE_FAST=1)")
+    mode.add_argument("--fast", dest="fast", action="store_true",
+                      help="CI's smaller settings (what COURSE_FAST=1 gives): for testing, not for grades")
     p.add_argument("--csv", type=Path, default=None, help="CSV path (default: COURSE/grades.csv)")
     p.add_argument("--no-feedback", action="store_true", help="skip the HTML feedback")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -63,6 +67,8 @@ def _print_report(report: object, details: bool) -> None:
     print(f"\n{len(graded)} graded, {len(report.results) - len(graded)} already graded (skipped; "
           f"--force re-grades) in {report.wall_s:.1f} s with {report.workers} worker(s)")
     print("sandbox: " + "; ".join(report.sandbox))
+    print("mode: " + ("full (the notebooks' own settings)" if report.mode == "full" else
+                      "FAST (COURSE_FAST=1 or --fast): CI's smaller settings, not grades to hand out"))
     for warning in report.warnings:
         print(f"warning: {warning}")
     print(f"CSV: {report.csv_path}")
@@ -89,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         course_dir=args.course_dir or project_root(), assignments=args.assignments,
         students=args.students, workers=args.workers, force=args.force, timeout=args.timeout,
         memory_mb=args.memory_mb, network=True if args.allow_network else None,
-        sandbox=not args.no_sandbox, fast=not args.full, feedback=not args.no_feedback,
+        sandbox=not args.no_sandbox, fast=args.fast, feedback=not args.no_feedback,
         csv_path=args.csv, progress=not args.no_progress)
     report = runner.grade(options)
     if not report.results:

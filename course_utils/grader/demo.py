@@ -289,6 +289,27 @@ sys.settrace(lambda *args: None)
         "loses": ["test-backward"],
         "status": "suspicious",
     },
+    "hostile-patches-c-level": {
+        "description": "writes builtins' and numpy's dicts through the C API (ctypes), past setattr",
+        "replace": {"forward": '''
+import builtins
+import ctypes
+
+_set = ctypes.pythonapi.PyDict_SetItem
+_set.argtypes = [ctypes.py_object, ctypes.py_object, ctypes.py_object]
+_set(vars(builtins), "divmod", lambda a, b: (0, 0))
+_set(vars(np), "allclose", lambda *args, **kwargs: True)
+_set(vars(np), "isclose", lambda a, b, *args, **kwargs: np.ones(np.broadcast(a, b).shape, dtype=bool))
+''' + _FORGOT_RELU},
+        "loses": ["test-forward"],
+        "status": "suspicious",
+    },
+    "hostile-deep-code": {
+        "description": "a cell nested 100,000 levels deep, to crash the grader's code scan",
+        "replace": {"train": "_x = " + "-" * 100_000 + "1\n" + _NEVER_STEPS},
+        "loses": ["test-train"],
+        "status": "memory+suspicious",  # the kernel's parser runs out of stack: a MemoryError
+    },
     "hostile-exits": {
         "description": "os._exit(3) in the SGD cell: the kernel dies",
         "replace": {"sgd": "import os\n\nos._exit(3)\n"},
@@ -525,6 +546,28 @@ def _edit_test_forward(nb: nbformat.NotebookNode) -> None:
             cell.source = 'checks.passed("forward pass and loss")'
 
 
+def _duplicate_cells(nb: nbformat.NotebookNode) -> None:
+    """An honest copy-paste: the forward answer cell and the SGD test cell, each twice."""
+    import copy
+
+    for grade_id in ("forward", "test-sgd"):
+        index = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+        nb.cells.insert(index + 1, copy.deepcopy(nb.cells[index]))
+
+
+def _edit_roles(nb: nbformat.NotebookNode) -> None:
+    """100 points on a test, an answer cell marked as a test, and a graded cell of its own."""
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade_id") == "test-forward":
+            meta["points"] = 100
+        if meta.get("grade_id") == "backward":
+            meta.update({"grade": True, "points": 50})
+    nb.cells.append(nbformat.v4.new_code_cell("print('bonus points')", metadata={"nbgrader": {
+        "grade": True, "grade_id": "test-bonus", "locked": True, "points": 50, "solution": False,
+        "schema_version": 3}}))
+
+
 def _delete_test_sgd(nb: nbformat.NotebookNode) -> None:
     nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "test-sgd"]
 
@@ -550,6 +593,11 @@ def samples(assignment: str, root: Path | None = None, *, hostile: bool = True,
         found.append(Sample(student, assignment, case["description"], replace=case["replace"],
                             loses=tuple(case["loses"]), status=case["status"]))
     found += [
+        Sample("honest-duplicates", assignment, "correct, with an answer cell and a test cell pasted twice",
+               replace={}, loses=(), status="duplicate-cells", edit=_duplicate_cells),
+        Sample("hostile-edits-roles", assignment, "wrong forward pass; 100 points on a test, an answer cell "
+               "marked as a test, a graded cell of its own", replace={"forward": _FORGOT_RELU},
+               loses=("test-forward",), status="edited-cells", edit=_edit_roles),
         Sample("edits-test-cell", assignment, "wrong forward pass, test cell emptied",
                replace={"forward": _FORGOT_RELU}, loses=("test-forward",), status="edited-cells",
                edit=_edit_test_forward),

@@ -31,10 +31,10 @@ How it runs (see :func:`grade`):
 4. A re-run skips submissions already graded from the same files unless
    ``force``; the CSV still lists them, with their earlier status.
 
-Kernels run one BLAS thread each (the workers already use the cores), in fast
-mode unless ``fast=False``, without network and with a read-only file system
-except their submission folder, a private temporary folder and the course
-cache (see :mod:`course_utils.grader.sandbox`).
+Kernels run one BLAS thread each (the workers already use the cores), in the
+notebooks' full mode unless ``fast=True`` or ``COURSE_FAST=1`` (the tests' switch),
+locked down (:mod:`course_utils.grader.sandbox`); graded cells run in the judge
+(:mod:`course_utils.grader.judge`).
 
 Per-assignment limits come from the course's ``nbgrader_config.py``::
 
@@ -86,7 +86,7 @@ __all__ = [
 STATUS_ORDER = (
     "unknown-assignment", "missing-notebook", "misnamed-notebook", "malformed-notebook",
     "grader-error", "forged-messages", "kernel-died", "timeout", "memory", "tampered", "tamper-undone",
-    "partial-credit", "edited-cells", "deleted-cells", "suspicious", "needs-manual",
+    "partial-credit", "edited-cells", "deleted-cells", "duplicate-cells", "suspicious", "needs-manual",
 )
 _STATE = ".course_grade"
 
@@ -124,7 +124,7 @@ class GradeOptions:
     memory_mb: int | None = None
     network: bool | None = None
     sandbox: bool = True
-    fast: bool = True
+    fast: bool | None = None  # None: fast only when COURSE_FAST=1 (CI); grades use full mode
     feedback: bool = True
     csv_path: Path | None = None
     progress: bool = True
@@ -166,6 +166,7 @@ class GradeReport:
     sandbox: list[str]
     warnings: list[str] = field(default_factory=list)
     protections: str = "all"  # "all", or "off: " and the protections this host could not apply
+    mode: str = "full"  # "full" (the notebooks' own settings) or "fast" (COURSE_FAST=1: for tests)
     run_id: str = ""  # in every kernel's environment (COURSE_GRADE_RUN) and cgroup name
 
 
@@ -385,7 +386,8 @@ def _skeleton(source_nb: nbformat.NotebookNode) -> list[dict[str, Any]]:
         if not meta.get("grade_id"):
             continue
         entry: dict[str, Any] = {"grade_id": meta["grade_id"], "locked": bool(meta.get("locked"))
-                                 and not meta.get("solution")}
+                                 and not meta.get("solution"),
+                                 "meta": {k: meta[k] for k in _ROLE_KEYS if k in meta}}
         if entry["locked"]:
             released = nbformat.from_dict(dict(cell))
             released.source = integrity.hidden_removed(released.source)
@@ -395,6 +397,51 @@ def _skeleton(source_nb: nbformat.NotebookNode) -> list[dict[str, Any]]:
             entry["cell"] = dict(released)
         cells.append(entry)
     return cells
+
+
+_ROLE_KEYS = ("grade", "solution", "locked", "points", "grade_id")
+
+
+def _sanitize(nb: nbformat.NotebookNode, skeleton: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """Make the cells' nbgrader roles the source's; return (codes, notes) of what changed.
+
+    A second copy of a cell (a copy-paste) keeps its code but loses its role, so the
+    first copy is the one graded; a cell claiming a grade_id the assignment does not
+    have runs as an ordinary cell; a cell whose points or role were edited gets the
+    source's back.
+    """
+    roles = {entry["grade_id"]: entry.get("meta", {}) for entry in skeleton}
+    seen: set[str] = set()
+    codes: list[str] = []
+    notes: list[str] = []
+    for index, cell in enumerate(nb.cells):
+        meta = cell.get("metadata", {}).get("nbgrader")
+        if not isinstance(meta, dict):
+            continue
+        grade_id = meta.get("grade_id")
+        if grade_id not in roles or grade_id in seen:
+            del cell.metadata["nbgrader"]
+            cell["id"] = f"ordinary-{index}"
+            if grade_id in seen:
+                codes.append("duplicate-cells")
+                notes.append(f"cell {grade_id!r} appears more than once (a copy-paste?): the first "
+                             "copy is graded, the others run as ordinary cells")
+            else:
+                codes.append("edited-cells")
+                notes.append(f"a cell claims to be {grade_id!r}, which the assignment does not have: "
+                             "it runs as an ordinary cell")
+            continue
+        seen.add(grade_id)
+        wanted = roles[grade_id]
+        if any(meta.get(k) != wanted.get(k) for k in _ROLE_KEYS):
+            for key in _ROLE_KEYS:
+                if key in wanted:
+                    meta[key] = wanted[key]
+                else:
+                    meta.pop(key, None)
+            codes.append("edited-cells")
+            notes.append(f"the nbgrader role or points of {grade_id!r} were edited: the source's restored")
+    return codes, notes
 
 
 def _put_back_deleted(nb: nbformat.NotebookNode, skeleton: list[dict[str, Any]]) -> list[str]:
@@ -548,6 +595,8 @@ class _Worker:
             zygote=self.zygote, workdir=self.root / "kernels", sandbox=settings.sandbox,
             kernel_env=settings.kernel_env, ipc=settings.ipc)
         kernel.configure(self.runtime)
+        # The judge runs test code here: the same mode as the kernels (budget() agrees).
+        os.environ["COURSE_FAST"] = settings.kernel_env.get("COURSE_FAST", "0")
         os.environ["JUPYTER_RUNTIME_DIR"] = str(self.root / "runtime")
 
     def close(self) -> None:
@@ -608,10 +657,14 @@ class _Worker:
         staged = self.root / "submitted" / student / name
         shutil.rmtree(staged, ignore_errors=True)
         staged.mkdir(parents=True)
+        sanitized: tuple[list[str], list[str]] = ([], [])
         for path in folder.iterdir():
             if path.suffix == ".ipynb" and path.stem in info.skeleton and path.stem in notebooks:
                 nb = nbformat.read(path, as_version=4)
-                if _put_back_deleted(nb, info.skeleton[path.stem]):
+                codes, notes = _sanitize(nb, info.skeleton[path.stem])
+                sanitized[0].extend(codes)
+                sanitized[1].extend(f"{path.stem}: {note}" for note in notes)
+                if _put_back_deleted(nb, info.skeleton[path.stem]) or codes:
                     nbformat.write(nb, staged / path.name)
                     continue
             if path.suffix != ".ipynb" or path.stem in notebooks:
@@ -623,7 +676,8 @@ class _Worker:
         cfg.CourseDirectory.student_id = student
         cfg.CourseDirectory.assignment_id = name
         execute.INCIDENTS.clear()
-        result: dict[str, Any] = {"student": student, "assignment": name, "codes": [], "details": []}
+        result: dict[str, Any] = {"student": student, "assignment": name,
+                                  "codes": list(dict.fromkeys(sanitized[0])), "details": sanitized[1]}
         timings: dict[str, float] = {}
         with _quiet_logs(self.log) as capture:
             try:
@@ -823,6 +877,13 @@ def _preload(assignments: Iterable[_Assignment]) -> list[str]:
     return modules
 
 
+def _fast(options: GradeOptions) -> bool:
+    """Whether kernels run in fast mode: asked for, or COURSE_FAST=1 (the tests' switch)."""
+    if options.fast is not None:
+        return options.fast
+    return os.environ.get("COURSE_FAST", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
 def _environments(options: GradeOptions, workers: int) -> tuple[dict[str, str], dict[str, str]]:
     # One BLAS/OpenMP thread per kernel (workers already use the cores): OpenBLAS threads
     # spin while they wait, and on a busy machine two of them can make a NumPy loop 30x
@@ -834,7 +895,7 @@ def _environments(options: GradeOptions, workers: int) -> tuple[dict[str, str], 
         "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
         "OPENBLAS_NUM_THREADS": threads, "PYTHONDONTWRITEBYTECODE": "1",
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-        "COURSE_FAST": "1" if options.fast else "0",
+        "COURSE_FAST": "1" if _fast(options) else "0",
         "PYTHONPATH": os.pathsep.join(p for p in [package_root, os.environ.get("PYTHONPATH", "")] if p),
     })
     kernel_env = {k: zygote_env[k] for k in ("PYTHONHASHSEED", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
@@ -867,6 +928,7 @@ class _Pool:
         self.settings = settings
         self.workers: dict[Connection, tuple[Any, Any]] = {}
         self.problems: list[str] = []
+        self.retried: set[tuple[str, str]] = set()
         self.number = 0
         for _ in range(count):
             self._start()
@@ -897,10 +959,16 @@ class _Pool:
                     for result in payload:
                         on_result(result)
                 elif kind in ("died", "failed") and task is not None:
-                    for name, _ in task[1]:
-                        on_result({"student": task[0], "assignment": name, "grades": None,
-                                   "codes": ["grader-error"], "seconds": 0.0,
-                                   "details": [f"the grading worker failed: {payload or 'exited'}"[:300]]})
+                    key = (task[0], task[1][0][0])
+                    if key not in self.retried:  # once more on a fresh worker: not the next student's loss
+                        self.retried.add(key)
+                        queue.append(task)
+                    else:
+                        for name, _ in task[1]:
+                            on_result({"student": task[0], "assignment": name, "grades": None,
+                                       "codes": ["grader-error"], "seconds": 0.0,
+                                       "details": [f"the grading worker died twice on this submission: "
+                                                   f"{payload or 'exited'}"[:300]]})
                 if kind in ("died", "failed"):
                     del self.workers[conn]
                     proc.join(timeout=1)
@@ -1073,10 +1141,11 @@ def _grade_locked(course: _Course, limits: CourseGrade, options: GradeOptions,
     results = [rows[p] for p in pairs if p in rows]
     csv_path = Path(options.csv_path) if options.csv_path else course.root / "grades.csv"
     if results:
-        write_csv(results, csv_path, protections)
+        write_csv(results, csv_path, protections, "fast" if _fast(options) else "full")
     return GradeReport(results=results, csv_path=csv_path, course_dir=course.root,
                        wall_s=round(time.perf_counter() - started, 2), workers=workers,
-                       sandbox=sandbox_lines, warnings=problems, protections=protections, run_id=run_id)
+                       sandbox=sandbox_lines, warnings=problems, protections=protections, run_id=run_id,
+                       mode="fast" if _fast(options) else "full")
 
 
 def _finish(course: _Course, infos: dict[str, _Assignment], statuses: dict[str, Any],
@@ -1131,23 +1200,27 @@ def _columns(results: Sequence[SubmissionResult]) -> list[tuple[str, str, str]]:
     return [(cell if counts[cell] == 1 else f"{name}:{cell}", name, cell) for name, cell in seen]
 
 
-def write_csv(results: Sequence[SubmissionResult], path: Path, protections: str = "all") -> Path:
-    """student, assignment, one column per graded cell, total, max, status, details, protections.
+def write_csv(results: Sequence[SubmissionResult], path: Path, protections: str = "all",
+              mode: str = "full") -> Path:
+    """student, assignment, one column per graded cell, total, max, status, details, protections, mode.
 
     ``protections`` says which of the locked kernel's protections were on for the run
-    ("all", or "off: ..." naming those this host could not apply).
+    ("all", or "off: ..." naming those this host could not apply); ``mode`` whether the
+    notebooks ran with their own settings ("full") or CI's smaller ones ("fast").
     """
     columns = _columns(results)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["student", "assignment", *[c[0] for c in columns], "total", "max",
-                         "status", "details", "protections"])
+                         "status", "details", "protections", "mode"])
         for row in results:
             cells = [_fmt(row.scores[cell]) if name == row.assignment and cell in row.scores else ""
                      for _, name, cell in columns]
             writer.writerow([row.student, row.assignment, *cells, _fmt(row.total),
-                             _fmt(row.max_total), row.status, " | ".join(row.details), protections])
+                             _fmt(row.max_total), row.status, " | ".join(row.details), protections, mode])
+    os.replace(tmp, path)  # readers see the old file or the new one, never half of one
     return path
 
 
