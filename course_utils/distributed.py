@@ -36,6 +36,7 @@ import argparse
 import inspect
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -91,6 +92,8 @@ _TAIL_LINES = 60
 
 class LaunchError(RuntimeError):
     """A ``torchrun`` launch failed or timed out; the message holds the workers' error."""
+
+    killed_by_signal = False  # a worker died of a signal, not of an error of its own
 
 
 # --------------------------------------------------------------------------- launcher side
@@ -156,6 +159,23 @@ def run_torchrun(
     run_env = dict(os.environ, OMP_NUM_THREADS=threads, PYTHONUNBUFFERED="1", **(env or {}))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc-per-node={nproc}", *target]
+    try:
+        return _run_once(cmd, run_env, timeout, echo)
+    except LaunchError as err:
+        if not err.killed_by_signal:
+            raise
+        # A worker killed by a signal (e.g. SIGABRT, "terminate called without an active
+        # exception" under load) is the launcher's failure, not the code's: once more.
+        if echo:
+            print("torchrun: a worker was killed by a signal; launching once more", flush=True)
+        return _run_once(cmd, run_env, timeout, echo)
+
+
+_SIGNAL_EXIT = re.compile(r"exitcode\s*:\s*-\d+|terminate called without an active exception")
+_RANK_ERROR = re.compile(r"exitcode\s*:\s*[1-9]")
+
+
+def _run_once(cmd: list[str], run_env: dict[str, str], timeout: float, echo: bool) -> list[str]:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=run_env, start_new_session=True)
     lines: list[str] = []
@@ -174,7 +194,11 @@ def run_torchrun(
         ) from None
     reader.join(timeout=5)
     if proc.returncode != 0:
-        raise LaunchError(f"torchrun failed (exit code {proc.returncode}).\n" + _tail(lines))
+        error = LaunchError(f"torchrun failed (exit code {proc.returncode}).\n" + _tail(lines))
+        text = "\n".join(lines)  # a rank that exited with an error of its own is the code's failure
+        error.killed_by_signal = (proc.returncode < 0 or bool(_SIGNAL_EXIT.search(text))) and \
+            not _RANK_ERROR.search(text)
+        raise error
     return lines
 
 

@@ -109,21 +109,64 @@ checks.check_close("TwoLayerNet output", out_two, lin2(F.relu(lin1(flat))), rtol
 
 # %% nbgrader={"grade": true, "grade_id": "test-two-layer", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: TwoLayerNet (hidden tests: other sizes, vector and image inputs, registration).
-checks.check_registered("TwoLayerNet", two, quiet=True)
+# Small helper functions read the model's layers where the model lives.
+def _unregistered(net):
+    """Attributes that hold layers in a plain list/tuple/dict, or plain tensors that require grad."""
+    found = []
+    for prefix, sub in net.named_modules():
+        for attr, value in vars(sub).items():
+            if attr.startswith("_"):
+                continue
+            items = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else []
+            in_container = any(isinstance(v, nn.Module | nn.Parameter) for v in items)
+            if in_container or (isinstance(value, torch.Tensor) and value.requires_grad):
+                found.append(f"{prefix}.{attr}" if prefix else attr)
+    return found
+
+
+_missing = checks.run_in_kernel(_unregistered, two)
+checks.check_true("registration", not _missing,
+                  f"{_missing} hold layers in a plain list/tuple/dict or are plain tensors that require grad: "
+                  "model.parameters() misses them. Use nn.ModuleList (or nn.Parameter).", quiet=True)
 checks.check_shape("output", out_two, (6, 2), quiet=True)
 ### BEGIN HIDDEN TESTS
+def _build(cls, torch_seed, *args):
+    """cls(*args), built after torch.manual_seed(torch_seed) where the student's code runs."""
+    torch.manual_seed(torch_seed)
+    return cls(*args)
+
+
+def _numels(net):
+    """The number of scalars of each tensor in net.parameters()."""
+    return [p.numel() for p in net.parameters()]
+
+
+def _linear_layers(net):
+    """(weight, bias) of every registered nn.Linear, in the order of registration."""
+    return [(m.weight.detach().clone(), None if m.bias is None else m.bias.detach().clone())
+            for m in net.modules() if isinstance(m, nn.Linear)]
+
+
+def _dtypes_after_double(net):
+    """net.to(torch.float64), then the dtype of every parameter."""
+    net.to(torch.float64)
+    return [p.dtype for p in net.parameters()]
+
+
 for _seed, (_d, _h, _c), _shape in [(1, (12, 7, 3), (5, 12)), (2, (27, 4, 6), (2, 3, 3, 3)), (3, (1, 1, 1), (4, 1))]:
+    _net = checks.run_in_kernel(_build, TwoLayerNet, _seed, _d, _h, _c)
+    assert not checks.run_in_kernel(_unregistered, _net), "layers or tensors are not registered"
+    assert sum(checks.run_in_kernel(_numels, _net)) == _d * _h + _h + _h * _c + _c, "wrong parameter count"
+    _lins = checks.run_in_kernel(_linear_layers, _net)
+    assert len(_lins) == 2, "expected 2 registered nn.Linear layers"
+    (_w1, _b1), (_w2, _b2) = _lins
     torch.manual_seed(_seed)
-    _net = TwoLayerNet(_d, _h, _c)
-    checks.check_registered("hidden", _net, quiet=True)
-    assert sum(p.numel() for p in _net.parameters()) == _d * _h + _h + _h * _c + _c, "wrong parameter count"
-    _lins = [m for m in _net.modules() if isinstance(m, torch.nn.Linear)]
-    assert len(_lins) == 2, f"expected 2 registered nn.Linear layers, found {len(_lins)}"
     _x = torch.randn(*_shape)
-    _ref = _lins[1](torch.relu(_lins[0](_x.reshape(_x.shape[0], -1))))
+    _flat = _x.reshape(_x.shape[0], -1)
+    _ref = torch.nn.functional.linear(torch.relu(torch.nn.functional.linear(_flat, _w1, _b1)), _w2, _b2)
     checks.check_close("hidden output", _net(_x), _ref, rtol=1e-5, atol=1e-6, quiet=True)
-    _net.to(torch.float64)
-    assert all(p.dtype == torch.float64 for p in _net.parameters()), ".to() did not reach every layer"
+    _dtypes = checks.run_in_kernel(_dtypes_after_double, _net)
+    assert all(_t == torch.float64 for _t in _dtypes), ".to() did not reach every layer"
 ### END HIDDEN TESTS
 checks.passed("TwoLayerNet")
 
@@ -203,24 +246,59 @@ checks.check_close("ThreeLayerConvNet output", out_conv, fc(hidden_map.flatten(1
 # counts, image sizes, channels_last batches).
 checks.check_shape("output", out_conv, (4, 10), quiet=True)
 ### BEGIN HIDDEN TESTS
+def _build(cls, torch_seed, *args, **kwargs):
+    """cls(*args, **kwargs), built after torch.manual_seed(torch_seed) where the student's code runs."""
+    torch.manual_seed(torch_seed)
+    return cls(*args, **kwargs)
+
+
+def _unregistered(net):
+    """Attributes that hold layers in a plain list/tuple/dict, or plain tensors that require grad."""
+    found = []
+    for prefix, sub in net.named_modules():
+        for attr, value in vars(sub).items():
+            if attr.startswith("_"):
+                continue
+            items = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else []
+            in_container = any(isinstance(v, nn.Module | nn.Parameter) for v in items)
+            if in_container or (isinstance(value, torch.Tensor) and value.requires_grad):
+                found.append(f"{prefix}.{attr}" if prefix else attr)
+    return found
+
+
+def _layers(net):
+    """The registered Conv2d layers (weight, bias, kernel_size, padding), Linear layers (weight, bias), and the
+    number of scalars of each parameter."""
+    def copy(t):
+        return None if t is None else t.detach().clone()
+
+    convs = [(copy(m.weight), copy(m.bias), m.kernel_size, m.padding) for m in net.modules() if isinstance(m, nn.Conv2d)]
+    fcs = [(copy(m.weight), copy(m.bias)) for m in net.modules() if isinstance(m, nn.Linear)]
+    return convs, fcs, [p.numel() for p in net.parameters()]
+
+
+def _on_channels_last(net, x):
+    """net(x) on a channels_last copy of x, made where the net lives (a tensor's memory layout does not travel)."""
+    return net(x.to(memory_format=torch.channels_last))
+
+
 for _args, _n in [((1, 4, 6, 3, 8), 2), ((5, 2, 3, 7, 12), 3), ((3, 6, 4, 2, 1), 1)]:
-    torch.manual_seed(sum(_args))
-    _net = ThreeLayerConvNet(*_args[:4], image_size=_args[4])
-    checks.check_registered("hidden", _net, quiet=True)
-    _convs = [m for m in _net.modules() if isinstance(m, torch.nn.Conv2d)]
-    _fcs = [m for m in _net.modules() if isinstance(m, torch.nn.Linear)]
-    assert len(_convs) == 2 and len(_fcs) == 1, "expected two registered Conv2d layers and one Linear"
-    _a, _b = _convs
-    assert (_a.kernel_size, _a.padding, _b.kernel_size, _b.padding) == ((5, 5), (2, 2), (3, 3), (1, 1))
     _ci, _c1, _c2, _k, _s = _args
+    _net = checks.run_in_kernel(_build, ThreeLayerConvNet, sum(_args), _ci, _c1, _c2, _k, image_size=_s)
+    assert not checks.run_in_kernel(_unregistered, _net), "layers or tensors are not registered"
+    _convs, _fcs, _numels = checks.run_in_kernel(_layers, _net)
+    assert len(_convs) == 2 and len(_fcs) == 1, "expected two registered Conv2d layers and one Linear"
+    (_wa, _ba, _ka, _pa), (_wb, _bb, _kb, _pb) = _convs
+    assert (_ka, _pa, _kb, _pb) == ((5, 5), (2, 2), (3, 3), (1, 1)), "wrong kernel sizes or padding"
     _expected = _c1 * _ci * 25 + _c1 + _c2 * _c1 * 9 + _c2 + _k * _c2 * _s * _s + _k
-    assert sum(p.numel() for p in _net.parameters()) == _expected, "wrong parameter count"
+    assert sum(_numels) == _expected, "wrong parameter count"
+    torch.manual_seed(sum(_args))
     _x = torch.randn(_n, _ci, _s, _s)
     _h = torch.relu(torch.nn.functional.conv2d(torch.relu(torch.nn.functional.conv2d(
-        _x, _a.weight, _a.bias, padding=2)), _b.weight, _b.bias, padding=1))
-    _ref = _fcs[0](_h.reshape(_n, -1))
+        _x, _wa, _ba, padding=2)), _wb, _bb, padding=1))
+    _ref = torch.nn.functional.linear(_h.reshape(_n, -1), *_fcs[0])
     checks.check_close("hidden output", _net(_x), _ref, rtol=1e-4, atol=1e-5, quiet=True)
-    checks.check_close("hidden channels_last output", _net(_x.to(memory_format=torch.channels_last)),
+    checks.check_close("hidden channels_last output", checks.run_in_kernel(_on_channels_last, _net, _x),
                        _ref, rtol=1e-4, atol=1e-5, quiet=True)
 ### END HIDDEN TESTS
 checks.passed("ThreeLayerConvNet forward")
@@ -255,17 +333,22 @@ checks.passed("Kaiming initialisation", "weight std / sqrt(2 / fan_in): "
 checks.check_true("init", len(init_std) == 3 and all(abs(g / k - 1) < 0.25 for g, k in init_std.values()),
                   "the weights are not Kaiming-initialised", quiet=True)
 ### BEGIN HIDDEN TESTS
-torch.manual_seed(123)
-_net = ThreeLayerConvNet(3, 64, 32, 10, image_size=8)
-for _layer in [m for m in _net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]:
-    _w = _layer.weight.detach().double().flatten()
-    _fan_in = _layer.weight[0].numel()
-    _std = (2.0 / _fan_in) ** 0.5
-    assert abs(_w.std().item() / _std - 1) < 0.1, f"{_layer}: weight std {_w.std():.4f}, expected {_std:.4f}"
-    assert abs(_w.mean().item()) < 0.1 * _std, f"{_layer}: weights should have mean 0"
+def _new_weights(cls, torch_seed, *args, **kwargs):
+    """(weight, bias) of each Conv2d and Linear layer of a cls(*args, **kwargs) built after torch.manual_seed(torch_seed)."""
+    torch.manual_seed(torch_seed)
+    net = cls(*args, **kwargs)
+    return [(m.weight.detach().clone(), None if m.bias is None else m.bias.detach().clone())
+            for m in net.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+
+
+for _weight, _bias in checks.run_in_kernel(_new_weights, ThreeLayerConvNet, 123, 3, 64, 32, 10, image_size=8):
+    _w = _weight.double().flatten()
+    _std = (2.0 / _weight[0].numel()) ** 0.5  # Kaiming normal: sqrt(2 / fan_in)
+    assert abs(_w.std().item() / _std - 1) < 0.1, "the weight std is not sqrt(2 / fan_in)"
+    assert abs(_w.mean().item()) < 0.1 * _std, "the weights should have mean 0"
     _kurtosis = (((_w - _w.mean()) / _w.std()) ** 4).mean().item()
-    assert _kurtosis > 2.5, f"{_layer}: the weights look uniform (kurtosis {_kurtosis:.2f}), not normal"
-    assert bool((_layer.bias == 0).all()), f"{_layer}: bias should be zero"
+    assert _kurtosis > 2.5, "the weights look uniform, not normal: use kaiming_normal_"
+    assert _bias is not None and bool((_bias == 0).all()), "every bias should be zero"
 ### END HIDDEN TESTS
 checks.passed("Kaiming initialisation")
 
@@ -325,14 +408,25 @@ assert convnet_param_count(3, 12, 8, 10) == 83714
 ### BEGIN HIDDEN TESTS
 for _ci, _c1, _c2, _k, _s in [(1, 4, 6, 3, 8), (5, 2, 3, 7, 12), (3, 32, 16, 10, 32)]:
     _ref = _c1 * _ci * 25 + _c1 + _c2 * _c1 * 9 + _c2 + _k * _c2 * _s * _s + _k
-    assert convnet_param_count(_ci, _c1, _c2, _k, image_size=_s) == _ref, f"wrong count for {(_ci, _c1, _c2, _k, _s)}"
+    assert convnet_param_count(_ci, _c1, _c2, _k, image_size=_s) == _ref, "wrong count for another configuration"
 assert convnet_param_count(3, 32, 16, 10) == 170_906, "image_size should default to 32"
-_shared = torch.nn.Linear(5, 5)
-_model = torch.nn.Sequential(torch.nn.Linear(2, 5), _shared, torch.nn.ReLU(), _shared,
-                             torch.nn.Conv1d(5, 3, 2), torch.nn.BatchNorm1d(3))
+
+
+def _model_with_a_shared_layer():
+    """A model that uses one Linear twice (its parameters count once), built where the student's code runs."""
+    shared = nn.Linear(5, 5)
+    return nn.Sequential(nn.Linear(2, 5), shared, nn.ReLU(), shared, nn.Conv1d(5, 3, 2), nn.BatchNorm1d(3))
+
+
+def _freeze_some(model):
+    """Freeze the first layer and the BatchNorm weight (its bias stays trainable)."""
+    model[0].requires_grad_(False)
+    model[5].weight.requires_grad_(False)
+
+
+_model = checks.run_in_kernel(_model_with_a_shared_layer)
 assert count_parameters(_model, trainable_only=False) == 15 + 30 + 33 + 6, "wrong total count"
-_model[0].requires_grad_(False)
-_model[5].weight.requires_grad_(False)
+checks.run_in_kernel(_freeze_some, _model)
 assert count_parameters(_model) == 30 + 33 + 3, "wrong trainable count"
 assert count_parameters(_model, trainable_only=False) == 84, "wrong total count with frozen layers"
 ### END HIDDEN TESTS
@@ -475,37 +569,69 @@ checks.check_true("outputs after the round trip", same,
 # loading, a fresh temporary file each time).
 checks.check_true("round trip", same, "outputs differ", quiet=True)
 ### BEGIN HIDDEN TESTS
-import tempfile as _tempfile  # noqa: E402
-from pathlib import Path as _Path  # noqa: E402
+def _bn_net(seed, batches):
+    """A net with BatchNorm built from a seed; `batches` training batches move its running statistics; eval mode."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(7, 9), nn.BatchNorm1d(9), nn.Tanh(), nn.Linear(9, 2))
+    for _ in range(batches):
+        net(torch.randn(16, 7) * 3 - 1)
+    return net.eval()
+
+
+def _fresh_file(name):
+    """A path in a new temporary folder, made where the student's code runs (and can write)."""
+    import tempfile
+    from pathlib import Path
+
+    return Path(tempfile.mkdtemp(prefix="graded-")) / name
+
+
+def _remove_folder(path):
+    import shutil
+
+    shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def _state_keys(model):
+    return sorted(model.state_dict())
+
+
+def _file_keys(path):
+    """The keys of the dict in the file, read with weights_only=True (None if that fails)."""
+    try:
+        return sorted(torch.load(path, weights_only=True))
+    except Exception:  # noqa: BLE001 - a pickled model, or no file at all
+        return None
+
+
+def _save_without_running_stats(model, path):
+    """A state_dict file that lacks BatchNorm's running statistics."""
+    torch.save({k: v for k, v in model.state_dict().items() if "running" not in k}, path)
+
 
 for _seed in (5, 6):
-    torch.manual_seed(_seed)
-    _a = torch.nn.Sequential(torch.nn.Linear(7, 9), torch.nn.BatchNorm1d(9), torch.nn.Tanh(), torch.nn.Linear(9, 2))
-    torch.manual_seed(_seed + 100)
-    _b = torch.nn.Sequential(torch.nn.Linear(7, 9), torch.nn.BatchNorm1d(9), torch.nn.Tanh(), torch.nn.Linear(9, 2))
-    for _ in range(2):
-        _a(torch.randn(16, 7) * 3 - 1)
-    _a.eval()
-    _b.eval()
+    _a = checks.run_in_kernel(_bn_net, _seed, 2)
+    _b = checks.run_in_kernel(_bn_net, _seed + 100, 0)
+    _path = checks.run_in_kernel(_fresh_file, f"hidden-{_seed}.pt")
+    save_weights(_a, _path)
+    _saved = checks.run_in_kernel(_file_keys, _path)
+    assert _saved is not None, "the file does not load with weights_only=True: save the state_dict"
+    assert _saved == checks.run_in_kernel(_state_keys, _a), "the file should hold exactly the state_dict"
+    assert load_weights(_b, _path) is _b, "load_weights should return the model"
+    checks.run_in_kernel(_remove_folder, _path)
     _x = torch.randn(11, 7)
-    with _tempfile.TemporaryDirectory() as _folder:
-        _path = _Path(_folder) / f"hidden-{_seed}.pt"
-        save_weights(_a, _path)
-        _state = torch.load(_path, weights_only=True)
-        assert set(_state) == set(_a.state_dict()), "the file should hold exactly the state_dict"
-        assert load_weights(_b, _path) is _b, "load_weights should return the model"
-    with torch.no_grad():
-        assert torch.equal(_a(_x), _b(_x)), "outputs differ after the round trip"
-    _c = torch.nn.Sequential(torch.nn.Linear(7, 9), torch.nn.BatchNorm1d(9), torch.nn.Tanh(), torch.nn.Linear(9, 2))
-    with _tempfile.TemporaryDirectory() as _folder:
-        _path = _Path(_folder) / "partial.pt"
-        torch.save({k: v for k, v in _a.state_dict().items() if "running" not in k}, _path)
-        try:
-            load_weights(_c, _path)
-        except RuntimeError:
-            pass
-        else:
-            raise AssertionError("a file with missing keys loaded silently: keep load_state_dict strict")
+    assert torch.equal(_a(_x), _b(_x)), "outputs differ after the round trip"
+    _c = checks.run_in_kernel(_bn_net, _seed + 200, 0)
+    _path = checks.run_in_kernel(_fresh_file, "partial.pt")
+    checks.run_in_kernel(_save_without_running_stats, _a, _path)
+    _refused = False
+    try:
+        load_weights(_c, _path)
+    except RuntimeError:
+        _refused = True
+    finally:
+        checks.run_in_kernel(_remove_folder, _path)
+    assert _refused, "a file with missing keys loaded silently: keep load_state_dict strict"
 ### END HIDDEN TESTS
 checks.passed("state_dict round trip")
 

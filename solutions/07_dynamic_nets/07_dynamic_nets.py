@@ -119,20 +119,43 @@ checks.passed("forward at depths 0-3")
 checks.check_close("depth 0", net(x_demo, depth=0), net.output_linear(torch.relu(net.input_linear(x_demo))),
                    rtol=1e-5, atol=1e-6, quiet=True)
 ### BEGIN HIDDEN TESTS
+def _named_layers(net):
+    """(weight, bias) of input_linear, middle_linear and output_linear (None where one is not an nn.Linear)."""
+    layers = [getattr(net, name, None) for name in ("input_linear", "middle_linear", "output_linear")]
+    return [(m.weight.detach().clone(), None if m.bias is None else m.bias.detach().clone())
+            if isinstance(m, nn.Linear) else None for m in layers]
+
+
+def _build(cls, torch_seed, *args, **kwargs):
+    """cls(*args, **kwargs), built after torch.manual_seed(torch_seed) where the student's code runs."""
+    torch.manual_seed(torch_seed)
+    return cls(*args, **kwargs)
+
+
+def _linear_shapes(net):
+    """The weight shape of every registered nn.Linear, and the number of scalars of each parameter."""
+    return [tuple(m.weight.shape) for m in net.modules() if isinstance(m, nn.Linear)], \
+        [p.numel() for p in net.parameters()]
+
+
 for _sizes, _max in [((3, 6, 1), 3), ((7, 4, 5), 5)]:
-    torch.manual_seed(sum(_sizes))
-    _net = DynamicNet(*_sizes, max_depth=_max, seed=3)
     _d_in, _h, _d_out = _sizes
-    _linears = [m for m in _net.modules() if isinstance(m, torch.nn.Linear)]
-    assert len(_linears) == 3, f"expected exactly 3 nn.Linear layers, found {len(_linears)}"
-    assert tuple(_net.middle_linear.weight.shape) == (_h, _h), "middle_linear should be Linear(H, H)"
-    assert sum(p.numel() for p in _net.parameters()) == _d_in * _h + _h + _h * _h + _h + _h * _d_out + _d_out
+    _net = checks.run_in_kernel(_build, DynamicNet, sum(_sizes), *_sizes, max_depth=_max, seed=3)
+    _shapes, _numels = checks.run_in_kernel(_linear_shapes, _net)
+    assert len(_shapes) == 3, "expected exactly 3 nn.Linear layers"
+    _layers = checks.run_in_kernel(_named_layers, _net)
+    assert None not in _layers, "input_linear, middle_linear and output_linear should be nn.Linear layers"
+    (_w_in, _b_in), (_w_mid, _b_mid), (_w_out, _b_out) = _layers
+    assert tuple(_w_mid.shape) == (_h, _h), "middle_linear should be Linear(H, H)"
+    assert sum(_numels) == _d_in * _h + _h + _h * _h + _h + _h * _d_out + _d_out, "wrong parameter count"
+    torch.manual_seed(sum(_sizes))
     _x = torch.randn(6, _d_in)
+    _linear = torch.nn.functional.linear
     for _depth in range(_max + 2):
-        _hh = torch.relu(_net.input_linear(_x))
+        _hh = torch.relu(_linear(_x, _w_in, _b_in))
         for _ in range(_depth):
-            _hh = torch.relu(_net.middle_linear(_hh))
-        checks.check_close(f"hidden depth {_depth}", _net(_x, depth=_depth), _net.output_linear(_hh),
+            _hh = torch.relu(_linear(_hh, _w_mid, _b_mid))
+        checks.check_close("hidden output at an explicit depth", _net(_x, depth=_depth), _linear(_hh, _w_out, _b_out),
                            rtol=1e-5, atol=1e-6, quiet=True)
         assert _net.last_depth == _depth, "last_depth should record the depth used"
 ### END HIDDEN TESTS
@@ -171,24 +194,28 @@ _n1, _n2, _x1 = DynamicNet(2, 3, 1, seed=4), DynamicNet(2, 3, 1, seed=4), torch.
 _d1 = [(_n1(_x1), _n1.last_depth)[1] for _ in range(50)]
 assert _d1 == [(_n2(_x1), _n2.last_depth)[1] for _ in range(50)], "depths not reproducible"
 ### BEGIN HIDDEN TESTS
-import random as _random  # noqa: E402
+def _depths_after_global_seed(cls, global_seed, x, calls, *args, **kwargs):
+    """Seed every global random state, build cls(*args, **kwargs), then its last_depth after each call."""
+    import random
+
+    torch.manual_seed(global_seed)
+    np.random.seed(global_seed)
+    random.seed(global_seed)
+    net = cls(*args, **kwargs)
+    seen = []
+    for _ in range(calls):
+        net(x)
+        seen.append(net.last_depth)
+    return seen
+
 
 for _seed, _max in [(7, 3), (99, 1), (5, 6)]:
-    _seqs = []
-    for _global in (0, 4242):
-        torch.manual_seed(_global)
-        np.random.seed(_global)
-        _random.seed(_global)
-        _net = DynamicNet(3, 4, 1, max_depth=_max, seed=_seed)
-        _x = torch.randn(2, 3)
-        _seq = []
-        for _ in range(300):
-            _net(_x)
-            assert isinstance(_net.last_depth, int), f"last_depth should be an int, got {type(_net.last_depth)}"
-            _seq.append(_net.last_depth)
-        _seqs.append(_seq)
+    _x = torch.randn(2, 3)
+    _seqs = [checks.run_in_kernel(_depths_after_global_seed, DynamicNet, _global, _x, 300, 3, 4, 1,
+                                  max_depth=_max, seed=_seed) for _global in (0, 4242)]
+    assert all(isinstance(_d, int) for _seq in _seqs for _d in _seq), "last_depth should be a Python int"
     assert _seqs[0] == _seqs[1], "the depths depend on the global random state, not only on the seed"
-    assert set(_seqs[0]) == set(range(_max + 1)), f"depths should cover 0..{_max}, got {sorted(set(_seqs[0]))}"
+    assert set(_seqs[0]) == set(range(_max + 1)), "the depths should cover 0..max_depth"
 ### END HIDDEN TESTS
 checks.passed("random depth")
 
@@ -283,48 +310,54 @@ checks.passed("the shared gradient is the sum of its uses")
 # weight per use (hidden tests: other sizes, depths up to 5, a bias-free check).
 assert callable(per_use_grads)
 ### BEGIN HIDDEN TESTS
-class _RefNet(torch.nn.Module):
-    def __init__(self, d_in, h, d_out, max_depth=3, seed=0):
-        super().__init__()
-        self.max_depth = max_depth
-        self.generator = torch.Generator().manual_seed(seed)
-        self.last_depth = None
-        self.input_linear = torch.nn.Linear(d_in, h)
-        self.middle_linear = torch.nn.Linear(h, h)
-        self.output_linear = torch.nn.Linear(h, d_out)
+def _reference_net(seed, d_in, h, d_out):
+    """A reference DynamicNet in float64 built from a seed, and a loss, where the student's code runs."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.input_linear = nn.Linear(d_in, h)
+            self.middle_linear = nn.Linear(h, h)
+            self.output_linear = nn.Linear(h, d_out)
 
-    def forward(self, x, depth=None):
-        if depth is None:
-            depth = int(torch.randint(0, self.max_depth + 1, (1,), generator=self.generator))
-        self.last_depth = depth
-        h = torch.relu(self.input_linear(x))
-        for _ in range(depth):
-            h = torch.relu(self.middle_linear(h))
-        return self.output_linear(h)
+        def forward(self, x, depth):
+            a = torch.relu(self.input_linear(x))
+            for _ in range(depth):
+                a = torch.relu(self.middle_linear(a))
+            return self.output_linear(a)
+
+    torch.manual_seed(seed)
+    return Net().double(), nn.SmoothL1Loss()
 
 
-def _copies_per_use(net, x, y, loss_fn, depth):
-    copies = [net.middle_linear.weight.detach().clone().requires_grad_() for _ in range(depth)]
-    h = torch.relu(net.input_linear(x))
+def _weights_and_hooks(net):
+    """The net's parameters by name, and the number of forward hooks left on middle_linear."""
+    return ({name: p.detach().clone() for name, p in net.named_parameters()},
+            len(net.middle_linear._forward_hooks))
+
+
+def _copies_per_use(weights, x, y, loss_fn, depth):
+    """The per-use gradients, computed with one separate copy of the shared weight per use."""
+    linear = torch.nn.functional.linear
+    copies = [weights["middle_linear.weight"].clone().requires_grad_() for _ in range(depth)]
+    a = torch.relu(linear(x, weights["input_linear.weight"], weights["input_linear.bias"]))
     for w in copies:
-        h = torch.relu(torch.nn.functional.linear(h, w, net.middle_linear.bias))
-    loss = loss_fn(net.output_linear(h), y)
+        a = torch.relu(linear(a, w, weights["middle_linear.bias"]))
+    loss = loss_fn(linear(a, weights["output_linear.weight"], weights["output_linear.bias"]), y)
     return list(torch.autograd.grad(loss, copies)) if depth else []
 
 
 for _seed, (_d_in, _h, _d_out, _n) in [(3, (4, 6, 3, 10)), (4, (2, 9, 1, 7))]:
+    _net, _lf = checks.run_in_kernel(_reference_net, _seed, _d_in, _h, _d_out)
     torch.manual_seed(_seed)
-    _net = _RefNet(_d_in, _h, _d_out).double()
     _x, _y = torch.randn(_n, _d_in, dtype=torch.float64), torch.randn(_n, _d_out, dtype=torch.float64)
-    _lf = torch.nn.SmoothL1Loss()
     for _depth in range(6):
         _got = per_use_grads(_net, _x, _y, _lf, _depth)
-        _want = _copies_per_use(_net, _x, _y, _lf, _depth)
-        assert len(_got) == _depth, f"expected {_depth} contributions, got {len(_got)}"
-        assert not _net.middle_linear._forward_hooks, "the forward hook was not removed"
-        for _k, (_g, _w) in enumerate(zip(_got, _want)):
-            checks.check_close(f"hidden contribution {_k} at depth {_depth}", _g, _w, rtol=1e-7, atol=1e-10,
-                               quiet=True)
+        _weights, _hooks = checks.run_in_kernel(_weights_and_hooks, _net)
+        _want = _copies_per_use(_weights, _x, _y, torch.nn.SmoothL1Loss(), _depth)
+        assert len(_got) == _depth, "expected one contribution per use of the shared layer"
+        assert _hooks == 0, "the forward hook was not removed"
+        for _g, _w in zip(_got, _want):
+            checks.check_close("hidden contribution", _g, _w, rtol=1e-7, atol=1e-10, quiet=True)
 ### END HIDDEN TESTS
 checks.passed("per-use gradients")
 
@@ -406,48 +439,58 @@ checks.check_true(
 # same steps with the same depths, another optimizer and loss).
 assert len(losses) == num_steps, f"train_dynamic returned {len(losses)} losses for {num_steps} steps"
 ### BEGIN HIDDEN TESTS
-class _RefNet(torch.nn.Module):
-    def __init__(self, d_in, h, d_out, max_depth=3, seed=0):
-        super().__init__()
-        self.max_depth = max_depth
-        self.generator = torch.Generator().manual_seed(seed)
-        self.last_depth = None
-        self.input_linear = torch.nn.Linear(d_in, h)
-        self.middle_linear = torch.nn.Linear(h, h)
-        self.output_linear = torch.nn.Linear(h, d_out)
+def _reference_setup(depth_seed):
+    """A reference DynamicNet with leftover gradients (as earlier code could leave them), SGD with momentum and an
+    L1 loss. Run where the student's code runs, and in the test for the replay."""
+    class Net(nn.Module):
+        def __init__(self, d_in, h, d_out, max_depth=3, seed=0):
+            super().__init__()
+            self.max_depth = max_depth
+            self.generator = torch.Generator().manual_seed(seed)
+            self.last_depth = None
+            self.input_linear = nn.Linear(d_in, h)
+            self.middle_linear = nn.Linear(h, h)
+            self.output_linear = nn.Linear(h, d_out)
 
-    def forward(self, x, depth=None):
-        if depth is None:
-            depth = int(torch.randint(0, self.max_depth + 1, (1,), generator=self.generator))
-        self.last_depth = depth
-        h = torch.relu(self.input_linear(x))
-        for _ in range(depth):
-            h = torch.relu(self.middle_linear(h))
-        return self.output_linear(h)
+        def forward(self, x, depth=None):
+            if depth is None:
+                depth = int(torch.randint(0, self.max_depth + 1, (1,), generator=self.generator))
+            self.last_depth = depth
+            a = torch.relu(self.input_linear(x))
+            for _ in range(depth):
+                a = torch.relu(self.middle_linear(a))
+            return self.output_linear(a)
+
+    torch.manual_seed(31)
+    net = Net(3, 5, 2, seed=depth_seed)
+    net.middle_linear.weight.sum().backward()
+    return net, torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9), nn.L1Loss()
 
 
-torch.manual_seed(31)
-_a = _RefNet(3, 5, 2, seed=8)
-_b = _RefNet(3, 5, 2, seed=8)
-_b.load_state_dict(_a.state_dict())
+def _parameters(net):
+    return [p.detach().clone() for p in net.parameters()]
+
+
+_a, _opt_a, _lf_a = checks.run_in_kernel(_reference_setup, 8)
+_b, _opt_b, _lf_b = _reference_setup(8)  # the same setup here, for the replay
+with torch.no_grad():
+    for _p, _q in zip(_b.parameters(), checks.run_in_kernel(_parameters, _a)):
+        _p.copy_(_q)
+torch.manual_seed(32)
 _x, _y = torch.randn(12, 3), torch.randn(12, 2)
-_lf = torch.nn.L1Loss()
-_a.middle_linear.weight.sum().backward()  # leftover gradients from "earlier code"
-_opt_a = torch.optim.SGD(_a.parameters(), lr=0.05, momentum=0.9)
-_opt_b = torch.optim.SGD(_b.parameters(), lr=0.05, momentum=0.9)
-_losses, _depths = train_dynamic(_a, _x, _y, _lf, _opt_a, 12)
+_losses, _depths = train_dynamic(_a, _x, _y, _lf_a, _opt_a, 12)
 _ref_losses, _ref_depths = [], []
 for _ in range(12):
     _opt_b.zero_grad()
-    _loss = _lf(_b(_x), _y)
+    _loss = _lf_b(_b(_x), _y)
     _loss.backward()
     _opt_b.step()
     _ref_losses.append(_loss.item())
     _ref_depths.append(_b.last_depth)
-assert list(_depths) == _ref_depths, f"depths {list(_depths)} differ from the model's draws {_ref_depths}"
+assert list(_depths) == _ref_depths, "the depths returned differ from the model's draws (model.last_depth)"
 assert all(isinstance(v, float) for v in _losses), "losses should be Python floats (loss.item())"
 checks.check_close("hidden losses", _losses, _ref_losses, rtol=1e-5, quiet=True)
-for _p, _q in zip(_a.parameters(), _b.parameters()):
+for _p, _q in zip(checks.run_in_kernel(_parameters, _a), _b.parameters()):
     checks.check_close("hidden parameters after training", _p, _q, rtol=1e-5, atol=1e-7, quiet=True)
 ### END HIDDEN TESTS
 checks.passed("training loop")

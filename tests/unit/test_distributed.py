@@ -81,3 +81,35 @@ def test_a_failing_worker_reports_its_traceback():
     with pytest.raises(distributed.LaunchError, match="student bug here"):
         distributed.launch("step", functions=[broken], mode="ddp", cases=[{"seed": 0, "batch": 2}],
                            backend="gloo", echo=False, timeout=240)
+
+
+_ABORTS_ONCE = '''
+import os, sys
+marker = os.path.join(sys.argv[1], "rank" + os.environ["RANK"])
+if not os.path.exists(marker):
+    open(marker, "w").close()
+    os.abort()  # SIGABRT, as when a worker dies with "terminate called without an active exception"
+print("worker ran", os.environ["RANK"], flush=True)
+'''
+
+_RAISES = '''
+import os, sys
+with open(os.path.join(sys.argv[1], "runs"), "a") as fh:
+    print(os.environ.get("TORCHELASTIC_RUN_ID", "?"), file=fh)
+raise ValueError("the student's own error")
+'''
+
+
+@pytest.mark.slow
+def test_a_worker_killed_by_a_signal_is_launched_once_more(tmp_path):
+    """A SIGABRT in a worker is the launcher's failure, retried; the code's own error is not."""
+    script = tmp_path / "aborts.py"
+    script.write_text(_ABORTS_ONCE)
+    lines = distributed.run_torchrun([str(script), str(tmp_path)], nproc=2, timeout=120, echo=False)
+    assert sum("worker ran" in line for line in lines) == 2
+    failing = tmp_path / "raises.py"
+    failing.write_text(_RAISES)
+    with pytest.raises(distributed.LaunchError, match="the student's own error"):
+        distributed.run_torchrun([str(failing), str(tmp_path)], nproc=2, timeout=120, echo=False)
+    launches = set((tmp_path / "runs").read_text().split())
+    assert len(launches) == 1, "the code's own error is not launched again"
