@@ -3,11 +3,14 @@
 Modules, one job each:
 
 * :mod:`~course_utils.grader.runner` - plan, shard over workers, merge, CSV (:func:`grade`);
-* :mod:`~course_utils.grader.execute` - nbgrader preprocessors: guarded execution, safe feedback;
+* :mod:`~course_utils.grader.execute` - nbgrader preprocessors: judged graded cells, caps, safe feedback;
+* :mod:`~course_utils.grader.judge` - run a graded cell's tests outside the kernel, decide the verdict;
+* :mod:`~course_utils.grader.wire` - the data-only boundary: frames and values, no pickle;
+* :mod:`~course_utils.grader.agent` - the kernel's side: answer the judge's requests;
 * :mod:`~course_utils.grader.kernel` - kernels forked from a per-worker zygote;
 * :mod:`~course_utils.grader.zygote` - the fork server itself;
-* :mod:`~course_utils.grader.sandbox` - no network, read-only file system, memory cap;
-* :mod:`~course_utils.grader.guard` - restore and verify what the tests rely on;
+* :mod:`~course_utils.grader.sandbox` - the locked kernel: namespaces, private root, caps;
+* :mod:`~course_utils.grader.guard` - restore and verify around in-kernel tests (courses not yet judged);
 * :mod:`~course_utils.grader.integrity` - checks before running: files, checksums, odd code;
 * :mod:`~course_utils.grader.demo` - sample submissions (correct, mistakes, hostile).
 """

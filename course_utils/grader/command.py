@@ -42,7 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory-mb", type=int, default=None, help="memory cap per kernel, MiB")
     p.add_argument("--allow-network", action="store_true", help="let student code use the network")
     p.add_argument("--no-sandbox", action="store_true",
-                   help="no network or file-system containment (memory cap and timeouts stay)")
+                   help="unlocked kernels: no namespaces, private root or cgroup (memory cap and "
+                        "timeouts stay; the summary and CSV say so)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--full", dest="fast", action="store_false", default=None,
                       help="the notebooks' own settings (the default, unless COURSE_FAST=1)")
