@@ -482,7 +482,7 @@ def lock(spec: SandboxSpec) -> list[str]:
         except OSError as err:
             missing.append(f"loopback down ({err.strerror})")
     with contextlib.suppress(OSError):
-        socket.sethostname("sandbox")
+        socket.sethostname("localhost")  # resolves to loopback everywhere (torch.distributed needs it)
     _limits(spec)
     _drop_privileges()
     os.chdir(spec.cwd)
