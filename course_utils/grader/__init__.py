@@ -12,6 +12,8 @@ Modules, one job each:
 * :mod:`~course_utils.grader.sandbox` - the locked kernel: namespaces, private root, caps;
 * :mod:`~course_utils.grader.guard` - restore and verify around in-kernel tests (courses not yet judged);
 * :mod:`~course_utils.grader.integrity` - checks before running: files, checksums, odd code;
+* :mod:`~course_utils.grader.cells` - cell roles restored, copies and deleted cells handled;
+* :mod:`~course_utils.grader.report` - result rows, the CSV and the score table;
 * :mod:`~course_utils.grader.demo` - sample submissions (correct, mistakes, hostile).
 """
 

@@ -45,7 +45,6 @@ Per-assignment limits come from the course's ``nbgrader_config.py``::
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -57,7 +56,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -67,7 +66,8 @@ import nbformat
 from traitlets import Bool, Dict, Float, Integer, List, Unicode
 from traitlets.config import Config, Configurable, PyFileConfigLoader
 
-from course_utils.grader import integrity
+from course_utils.grader import cells, integrity
+from course_utils.grader.report import STATUS_ORDER, SubmissionResult, format_table, write_csv
 from course_utils.grader.sandbox import SandboxSpec
 
 __all__ = [
@@ -82,12 +82,6 @@ __all__ = [
     "write_csv",
 ]
 
-# Status codes, in the order they are listed in the CSV's status column.
-STATUS_ORDER = (
-    "unknown-assignment", "missing-notebook", "misnamed-notebook", "malformed-notebook",
-    "grader-error", "forged-messages", "kernel-died", "timeout", "memory", "tampered", "tamper-undone",
-    "partial-credit", "edited-cells", "deleted-cells", "duplicate-cells", "suspicious", "needs-manual",
-)
 _STATE = ".course_grade"
 
 
@@ -129,29 +123,6 @@ class GradeOptions:
     csv_path: Path | None = None
     progress: bool = True
     kill_grace: float | None = None
-
-
-@dataclass
-class SubmissionResult:
-    """One row of the score table."""
-
-    student: str
-    assignment: str
-    scores: dict[str, float] = field(default_factory=dict)
-    max_scores: dict[str, float] = field(default_factory=dict)
-    total: float = 0.0
-    max_total: float = 0.0
-    codes: list[str] = field(default_factory=list)
-    details: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    skipped: bool = False
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def status(self) -> str:
-        """``ok`` or the status codes joined by ``+`` in :data:`STATUS_ORDER`."""
-        codes = [c for c in STATUS_ORDER if c in self.codes]
-        return "+".join(codes) if codes else "ok"
 
 
 @dataclass
@@ -358,7 +329,7 @@ def _assignment_info(course: _Course, name: str, limits: CourseGrade, options: G
                 source_nb = nbformat.read(path, as_version=4)
                 order = [c.metadata.get("nbgrader", {}).get("grade_id") for c in source_nb.cells]
                 bindings += [b for b in integrity.setup_bindings(source_nb) if b not in bindings]
-                skeleton[nb.name] = _skeleton(source_nb)
+                skeleton[nb.name] = cells.skeleton(source_nb)
             ranked = sorted(points, key=lambda c: order.index(c) if c in order else len(order))
             cells[nb.name] = {c: points[c] for c in ranked}
     import fnmatch
@@ -377,92 +348,6 @@ def _assignment_info(course: _Course, name: str, limits: CourseGrade, options: G
                        extra_files=extra, timeout=int(timeout), memory_mb=int(memory),
                        skeleton=skeleton, tests=tests, judged=name not in limits.in_kernel_tests,
                        submission_timeout=int(override.get("submission_timeout", limits.submission_timeout)))
-
-
-def _skeleton(source_nb: nbformat.NotebookNode) -> list[dict[str, Any]]:
-    cells = []
-    for cell in source_nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if not meta.get("grade_id"):
-            continue
-        entry: dict[str, Any] = {"grade_id": meta["grade_id"], "locked": bool(meta.get("locked"))
-                                 and not meta.get("solution"),
-                                 "meta": {k: meta[k] for k in _ROLE_KEYS if k in meta}}
-        if entry["locked"]:
-            released = nbformat.from_dict(dict(cell))
-            released.source = integrity.hidden_removed(released.source)
-            if released.cell_type == "code":
-                released.outputs, released.execution_count = [], None
-            released.pop("id", None)
-            entry["cell"] = dict(released)
-        cells.append(entry)
-    return cells
-
-
-_ROLE_KEYS = ("grade", "solution", "locked", "points", "grade_id")
-
-
-def _sanitize(nb: nbformat.NotebookNode, skeleton: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
-    """Make the cells' nbgrader roles the source's; return (codes, notes) of what changed.
-
-    A second copy of a cell (a copy-paste) keeps its code but loses its role, so the
-    first copy is the one graded; a cell claiming a grade_id the assignment does not
-    have runs as an ordinary cell; a cell whose points or role were edited gets the
-    source's back.
-    """
-    roles = {entry["grade_id"]: entry.get("meta", {}) for entry in skeleton}
-    seen: set[str] = set()
-    codes: list[str] = []
-    notes: list[str] = []
-    for index, cell in enumerate(nb.cells):
-        meta = cell.get("metadata", {}).get("nbgrader")
-        if not isinstance(meta, dict):
-            continue
-        grade_id = meta.get("grade_id")
-        if grade_id not in roles or grade_id in seen:
-            del cell.metadata["nbgrader"]
-            cell["id"] = f"ordinary-{index}"
-            if grade_id in seen:
-                codes.append("duplicate-cells")
-                notes.append(f"cell {grade_id!r} appears more than once (a copy-paste?): the first "
-                             "copy is graded, the others run as ordinary cells")
-            else:
-                codes.append("edited-cells")
-                notes.append(f"a cell claims to be {grade_id!r}, which the assignment does not have: "
-                             "it runs as an ordinary cell")
-            continue
-        seen.add(grade_id)
-        wanted = roles[grade_id]
-        if any(meta.get(k) != wanted.get(k) for k in _ROLE_KEYS):
-            for key in _ROLE_KEYS:
-                if key in wanted:
-                    meta[key] = wanted[key]
-                else:
-                    meta.pop(key, None)
-            codes.append("edited-cells")
-            notes.append(f"the nbgrader role or points of {grade_id!r} were edited: the source's restored")
-    return codes, notes
-
-
-def _put_back_deleted(nb: nbformat.NotebookNode, skeleton: list[dict[str, Any]]) -> list[str]:
-    """Re-insert locked cells missing from ``nb`` where the source has them; return their ids."""
-    present = {c.metadata.get("nbgrader", {}).get("grade_id"): i for i, c in enumerate(nb.cells)}
-    restored = []
-    anchor = -1  # index in nb of the last source cell seen so far
-    for entry in skeleton:
-        grade_id = entry["grade_id"]
-        if grade_id in present:
-            anchor = nb.cells.index(next(c for c in nb.cells
-                                         if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id))
-            continue
-        if not entry["locked"]:
-            continue
-        cell = nbformat.from_dict(entry["cell"])
-        cell["id"] = f"restored-{grade_id}"[:64]
-        nb.cells.insert(anchor + 1, cell)
-        anchor += 1
-        restored.append(grade_id)
-    return restored
 
 
 def _inspect(folder: Path, info: _Assignment) -> integrity.Inspection:
@@ -661,10 +546,10 @@ class _Worker:
         for path in folder.iterdir():
             if path.suffix == ".ipynb" and path.stem in info.skeleton and path.stem in notebooks:
                 nb = nbformat.read(path, as_version=4)
-                codes, notes = _sanitize(nb, info.skeleton[path.stem])
+                codes, notes = cells.sanitize(nb, info.skeleton[path.stem])
                 sanitized[0].extend(codes)
                 sanitized[1].extend(f"{path.stem}: {note}" for note in notes)
-                if _put_back_deleted(nb, info.skeleton[path.stem]) or codes:
+                if cells.put_back_deleted(nb, info.skeleton[path.stem]) or codes:
                     nbformat.write(nb, staged / path.name)
                     continue
             if path.suffix != ".ipynb" or path.stem in notebooks:
@@ -813,8 +698,8 @@ def _row(course: _Course, student: str, info: _Assignment | None, name: str) -> 
     row = SubmissionResult(student=student, assignment=name)
     if info is None:
         return row
-    for cells in info.cells.values():
-        row.max_scores.update(cells)
+    for graded_cells in info.cells.values():
+        row.max_scores.update(graded_cells)
     row.max_total = sum(row.max_scores.values())
     with Gradebook(course.db_url) as gb:
         try:
@@ -1177,69 +1062,3 @@ def _progress(total: int, enabled: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, unit="submission", desc="grading", dynamic_ncols=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# Output
-
-
-def _fmt(value: float) -> str:
-    return f"{value:g}"
-
-
-def _columns(results: Sequence[SubmissionResult]) -> list[tuple[str, str, str]]:
-    """(column header, assignment, cell) for every graded cell in the run."""
-    seen: list[tuple[str, str]] = []
-    for row in results:
-        for cell in row.max_scores:
-            if (row.assignment, cell) not in seen:
-                seen.append((row.assignment, cell))
-    counts: dict[str, int] = {}
-    for _, cell in seen:
-        counts[cell] = counts.get(cell, 0) + 1
-    return [(cell if counts[cell] == 1 else f"{name}:{cell}", name, cell) for name, cell in seen]
-
-
-def write_csv(results: Sequence[SubmissionResult], path: Path, protections: str = "all",
-              mode: str = "full") -> Path:
-    """student, assignment, one column per graded cell, total, max, status, details, protections, mode.
-
-    ``protections`` says which of the locked kernel's protections were on for the run
-    ("all", or "off: ..." naming those this host could not apply); ``mode`` whether the
-    notebooks ran with their own settings ("full") or CI's smaller ones ("fast").
-    """
-    columns = _columns(results)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["student", "assignment", *[c[0] for c in columns], "total", "max",
-                         "status", "details", "protections", "mode"])
-        for row in results:
-            cells = [_fmt(row.scores[cell]) if name == row.assignment and cell in row.scores else ""
-                     for _, name, cell in columns]
-            writer.writerow([row.student, row.assignment, *cells, _fmt(row.total),
-                             _fmt(row.max_total), row.status, " | ".join(row.details), protections, mode])
-    os.replace(tmp, path)  # readers see the old file or the new one, never half of one
-    return path
-
-
-def format_table(results: Sequence[SubmissionResult], *, details: bool = False) -> str:
-    """A plain-text score table: one line per submission."""
-    columns = _columns(results)
-    header = ["student", "assignment", *[c[0] for c in columns], "total", "status"]
-    lines = [header]
-    for row in results:
-        cells = [_fmt(row.scores[cell]) if name == row.assignment and cell in row.scores else "-"
-                 for _, name, cell in columns]
-        total = f"{_fmt(row.total)}/{_fmt(row.max_total)}" if row.max_scores else "-"
-        lines.append([row.student, row.assignment, *cells, total, row.status])
-    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
-    text = ["  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip()
-            for line in lines]
-    text.insert(1, "  ".join("-" * w for w in widths))
-    if details:
-        for row in results:
-            for detail in row.details:
-                text.append(f"  {row.student}/{row.assignment}: {detail}")
-    return "\n".join(text)

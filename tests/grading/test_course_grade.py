@@ -73,10 +73,10 @@ _MACHINE_ATTACKS = set(demo.LOCKED_01)
 
 def _leftovers(run_id: str) -> dict[str, list[str]]:
     """What of this grading run still exists: processes, /dev/shm files, folders, cgroups."""
-    processes = []
+    processes = []  # every process of a kernel lives in its cgroup, named after the run
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if f"COURSE_GRADE_RUN={run_id}".encode() in Path(f"/proc/{pid}/environ").read_bytes():
+            if f"/{run_id}-" in Path(f"/proc/{pid}/cgroup").read_text():
                 processes.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:80])
         except OSError:
             continue

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -166,28 +165,48 @@ result["hogs"] = [os.waitpid(pid, 0)[1] for pid in hogs]
     assert any(status != 0 for status in result["hogs"]), "1.5 GiB across processes: some hog is stopped"
 
 
+def _in_cgroups(prefix: str) -> list[str]:
+    """Processes whose memory cgroup's name starts with ``prefix``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if f"/{prefix}" in Path(f"/proc/{pid}/cgroup").read_text():
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
 @locked_only
 def test_nothing_outlives_the_kernel(tmp_path):
-    marker = tmp_path / "daemon-alive"
-    _inside(tmp_path, '''
-import os, time
-if os.fork() == 0:
-    os.setsid()
-    if os.fork() == 0:
-        time.sleep(30)
+    """A double-forked, setsid daemon is seen while the kernel lives and dies with it."""
+    cwd = tmp_path / "submission"
+    cwd.mkdir()
+    name = f"course-test-{os.getpid()}-{time.monotonic_ns()}"
+    spec = sandbox.SandboxSpec(cwd=str(cwd), readonly=sandbox.environment_paths(), cgroup=name,
+                               memory_mb=1024)
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the locked child
+        os.close(ready_r)
+        sandbox.lock(spec)
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                time.sleep(30)
+                os._exit(0)
+            os._exit(0)
+        os.wait()
+        os.write(ready_w, b"1")
+        time.sleep(1)
         os._exit(0)
-    os._exit(0)
-os.wait()
-result = {}
-''')
+    os.close(ready_w)
+    assert os.read(ready_r, 1) == b"1"
+    assert len(_in_cgroups(name)) >= 2, "the kernel and its daemon, in the kernel's cgroup"
+    os.waitpid(pid, 0)
     time.sleep(0.5)
-    out = subprocess.run(["ps", "-eo", "uid,etimes,cmd"], capture_output=True, text=True).stdout
-    mapped = [line for line in out.splitlines()[1:] if int(line.split()[0]) >= 100_000]
-    assert mapped == [], f"processes of a kernel still running: {mapped}"
-    assert not marker.exists()
-    leftovers = [d for d in os.listdir("/sys/fs/cgroup/memory") if d.startswith("course-test-")] \
-        if os.path.isdir("/sys/fs/cgroup/memory") else []
-    assert leftovers == []
+    assert _in_cgroups(name) == [], "processes of the kernel still running"
+    assert not os.path.isdir(f"/sys/fs/cgroup/memory/{name}"), "its cgroup is removed"
 
 
 def test_probe_names_what_is_off():
