@@ -154,19 +154,52 @@ with torch.no_grad():
 
 # %% nbgrader={"grade": true, "grade_id": "test-head", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Graded: the new head (hidden tests: other networks and numbers of classes).
-_m = replace_head(models.resnet18(weights=None), 2)
-assert tuple(_m.fc.weight.shape) == (2, 512), f"head weight shape {tuple(_m.fc.weight.shape)}, expected (2, 512)"
+# The networks are built where replace_head runs (in the grader: your notebook's kernel).
+def _network(name):
+    import torchvision
+
+    from course_utils import cifar
+
+    torch.manual_seed(0)
+    if name == "resnet9":
+        return cifar.ResNet9(num_classes=8, width=8)
+    return getattr(torchvision.models, name)(weights=None)
+
+
+def _head_of(model):
+    head = model.fc
+    return {"layer": head, "weight": getattr(head, "weight", None), "bias": getattr(head, "bias", None)}
+
+
+_m = replace_head(checks.run_in_kernel(_network, "resnet18"), 2)
+_w = checks.run_in_kernel(_head_of, _m)["weight"]
+assert _w is not None and tuple(_w.shape) == (2, 512), \
+    f"head weight shape {None if _w is None else tuple(_w.shape)}, expected (2, 512)"
 ### BEGIN HIDDEN TESTS
-for _net, _classes, _features in [(models.resnet50(weights=None), 5, 2048),
-                                  (cifar.ResNet9(num_classes=8, width=8), 3, 64),
-                                  (models.resnet18(weights=None), 7, 512)]:
-    _old = _net.fc
+def _outputs(model, x):
+    with torch.no_grad():
+        return model.fc(x), model.eval()(torch.zeros(2, 3, 32, 32))
+
+
+torch.manual_seed(11)
+for _name, _classes, _features in [("resnet50", 5, 2048), ("resnet9", 3, 64), ("resnet18", 7, 512)]:
+    _net = checks.run_in_kernel(_network, _name)
+    _old = checks.run_in_kernel(_head_of, _net)["layer"]
     _out = replace_head(_net, _classes)
     assert _out is _net, "replace_head should return the same model object"
-    assert isinstance(_net.fc, nn.Linear) and _net.fc is not _old, "model.fc must be a new nn.Linear"
-    assert (_net.fc.in_features, _net.fc.out_features) == (_features, _classes), \
-        f"expected Linear({_features}, {_classes}), got {_net.fc}"
-    assert _net.fc.bias is not None and all(p.requires_grad for p in _net.fc.parameters())
+    _head = checks.run_in_kernel(_head_of, _net)
+    assert _head["layer"] is not _old, "model.fc must be a new layer"
+    # is_instance trusts the class name the kernel reports; the checks below test what the layer does.
+    assert checks.is_instance(_head["layer"], nn.Linear), "model.fc must be an nn.Linear"
+    _w, _b = _head["weight"], _head["bias"]
+    assert _w is not None and tuple(_w.shape) == (_classes, _features), \
+        "the new head must be nn.Linear(model.fc.in_features, num_classes)"
+    assert _b is not None and tuple(_b.shape) == (_classes,), "the new head needs a bias"
+    assert _w.requires_grad and _b.requires_grad, "the new head's parameters must require gradients"
+    _x = torch.randn(4, _features)
+    _y, _scores = checks.run_in_kernel(_outputs, _net, _x)
+    checks.check_close("hidden head output", _y, _x @ _w.detach().T + _b.detach(), atol=1e-5, quiet=True)
+    assert tuple(_scores.shape) == (2, _classes), "the network's output must have num_classes scores"
 ### END HIDDEN TESTS
 checks.passed("replace_head")
 
@@ -216,19 +249,47 @@ print(f"ResNet-18 with a 2-class head: {total:,} parameters; the feature extract
 
 # %% nbgrader={"grade": true, "grade_id": "test-trainable", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: requires_grad per strategy (hidden tests: other networks, switching strategies, bad names).
-_m = models.resnet18(weights=None)
-_m.fc = nn.Linear(512, 2)
-set_trainable(_m, "feature_extractor")
-assert count_trainable(_m) == 1026, f"feature extractor: {count_trainable(_m)} trainable parameters, expected 1026"
+# The networks are built where set_trainable runs (in the grader: your notebook's kernel).
+def _network(name, num_classes):
+    import torchvision
+
+    from course_utils import cifar
+
+    torch.manual_seed(0)
+    net = cifar.ResNet9(num_classes=4, width=8) if name == "resnet9" else getattr(torchvision.models, name)(weights=None)
+    net.fc = nn.Linear(net.fc.in_features, num_classes)
+    return net
+
+
+def _requires_grad(set_trainable, model, strategy):
+    if strategy is not None:
+        set_trainable(model, strategy)
+    return {name: (p.requires_grad, p.numel(), id(p)) for name, p in model.named_parameters()}
+
+
+_m = checks.run_in_kernel(_network, "resnet18", 2)
+_report = checks.run_in_kernel(_requires_grad, set_trainable, _m, "feature_extractor")
+_trainable = sum(n for g, n, _ in _report.values() if g)
+assert _trainable == 1026, f"feature extractor: {_trainable} trainable parameters, expected 1026"
 ### BEGIN HIDDEN TESTS
-for _net in [models.resnet34(weights=None), cifar.ResNet9(num_classes=4, width=8)]:
-    _net.fc = nn.Linear(_net.fc.in_features, 3)
-    _head = {id(p) for p in _net.fc.parameters()}
+for _name, _reference in [("resnet34", models.resnet34(weights=None)), ("resnet9", cifar.ResNet9(num_classes=4, width=8))]:
+    _reference.fc = nn.Linear(_reference.fc.in_features, 3)
+    _names = [n for n, _ in _reference.named_parameters()]
+    _head = {"fc." + n for n, _ in _reference.fc.named_parameters()}
+    _net = checks.run_in_kernel(_network, _name, 3)
+    _ids = {n: i for n, (_, _, i) in checks.run_in_kernel(_requires_grad, set_trainable, _net, None).items()}
     for _strategy in ["finetune", "feature_extractor", "finetune", "feature_extractor"]:
-        set_trainable(_net, _strategy)
-        for _name, _p in _net.named_parameters():
-            _want = _strategy == "finetune" or id(_p) in _head
-            assert _p.requires_grad == _want, f"{_strategy}: {_name}.requires_grad is {_p.requires_grad}, expected {_want}"
+        _report = checks.run_in_kernel(_requires_grad, set_trainable, _net, _strategy)
+        assert sorted(_report) == sorted(_names), "set_trainable must not add, remove or rename parameters"
+        assert all(_report[n][2] == _ids[n] for n in _names), \
+            "set_trainable must change requires_grad, not replace the parameters"
+        _got = {n: _report[n][0] for n in _names}
+        if _strategy == "finetune":
+            assert all(_got.values()), "finetune: every parameter must require grad again"
+        else:
+            assert all(_got[n] for n in _head), "feature_extractor: the head model.fc must stay trainable"
+            assert not any(_got[n] for n in _names if n not in _head), \
+                "feature_extractor: every parameter outside model.fc must be frozen"
 try:
     set_trainable(_net, "freeze_everything")
 except ValueError:
@@ -301,27 +362,87 @@ print("groups (tensors, lr):", describe_groups(frozen_opt), "frozen body;", desc
 
 # %% nbgrader={"grade": true, "grade_id": "test-optimizer", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: the optimizer holds exactly the trainable parameters (hidden tests: partly frozen bodies, lrs).
-assert optimizer_params(frozen_opt) == trainable_ids, "the optimizer must hold exactly the trainable parameters"
+# The network is built where make_optimizer runs (in the grader: your notebook's kernel); the
+# optimizer's groups come back as the names of their parameters.
+def _network(name):
+    import torchvision
+
+    from course_utils import cifar
+
+    torch.manual_seed(0)
+    if name == "resnet9":
+        return cifar.ResNet9(num_classes=3, width=8)
+    net = getattr(torchvision.models, name)(weights=None)
+    net.fc = nn.Linear(net.fc.in_features, 2)
+    return net
+
+
+def _groups(make_optimizer, model, frozen, lr, body_lr=None, weight_decay=0.0):
+    """Freeze the parameters whose names start with `frozen` (the head model.fc always trains),
+    call make_optimizer and describe its parameter groups."""
+    for name, p in model.named_parameters():
+        p.requires_grad = name.startswith("fc.") or not name.startswith(frozen)
+    optimizer = make_optimizer(model, lr, body_lr=body_lr, weight_decay=weight_decay)
+    names = {id(p): name for name, p in model.named_parameters()}
+    groups = [{"params": [names.get(id(p), "?") for p in g["params"]], "lr": g.get("lr"),
+               "momentum": g.get("momentum"), "weight_decay": g.get("weight_decay")}
+              for g in optimizer.param_groups]
+    return optimizer, groups
+
+
+_m = checks.run_in_kernel(_network, "resnet18")
+_, _described = checks.run_in_kernel(_groups, make_optimizer, _m, "", 0.01)  # "": the whole body is frozen
+_held = sorted(n for g in _described for n in g["params"])
+assert _held == ["fc.bias", "fc.weight"], \
+    f"the optimizer must hold exactly the trainable parameters fc.weight and fc.bias, it holds {len(_held)} tensors"
 ### BEGIN HIDDEN TESTS
-_net = cifar.ResNet9(num_classes=3, width=8)
-_named = dict(_net.named_parameters())
-for _frozen_prefix, _lr, _body_lr, _wd in [("features", 0.1, None, 0.0), ("features.0", 0.05, 0.005, 1e-4),
-                                           ("nothing", 0.2, None, 5e-4)]:
-    for _name, _p in _named.items():
-        _p.requires_grad = not _name.startswith(_frozen_prefix)
-    _opt = make_optimizer(_net, _lr, body_lr=_body_lr, weight_decay=_wd)
-    assert isinstance(_opt, torch.optim.SGD), f"expected torch.optim.SGD, got {type(_opt).__name__}"
-    _want = {id(p) for p in _net.parameters() if p.requires_grad}
-    assert optimizer_params(_opt) == _want, (
-        f"frozen '{_frozen_prefix}': the optimizer holds {len(optimizer_params(_opt) - _want)} frozen and misses "
-        f"{len(_want - optimizer_params(_opt))} trainable parameters")
-    _head = {id(p) for p in _net.fc.parameters()}
-    for _g in _opt.param_groups:
-        _ids = {id(p) for p in _g["params"]}
-        assert _ids and (_ids <= _head or not _ids & _head), "the head and the body must be in separate groups"
-        _expected_lr = _lr if _ids <= _head else (_lr if _body_lr is None else _body_lr)
-        assert abs(_g["lr"] - _expected_lr) < 1e-12, f"a group has lr {_g['lr']}, expected {_expected_lr}"
+def _two_steps(optimizer, model):
+    """Seeded gradients for the trainable parameters, two optimizer steps; the parameters before and after."""
+    torch.manual_seed(3)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    grads = []
+    for _ in range(2):
+        grads.append({n: torch.randn_like(p) for n, p in model.named_parameters() if p.requires_grad})
+        for n, p in model.named_parameters():
+            p.grad = grads[-1][n].clone() if n in grads[-1] else None
+        optimizer.step()
+    return before, grads, {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+_net = checks.run_in_kernel(_network, "resnet9")
+_names = [n for n, _ in cifar.ResNet9(num_classes=3, width=8).named_parameters()]
+for _frozen, _lr, _body_lr, _wd in [("features", 0.1, None, 0.0), ("features.0", 0.05, 0.005, 1e-4),
+                                    ("nothing", 0.2, None, 5e-4)]:
+    _opt, _described = checks.run_in_kernel(_groups, make_optimizer, _net, _frozen, _lr, _body_lr, _wd)
+    # is_instance trusts the class name the kernel reports; the two steps below test what it does.
+    assert checks.is_instance(_opt, torch.optim.SGD), "make_optimizer must return a torch.optim.SGD"
+    _want = {n for n in _names if n.startswith("fc.") or not n.startswith(_frozen)}
+    _held = [n for g in _described for n in g["params"]]
+    assert not set(_held) - _want, "the optimizer holds frozen parameters"
+    assert not _want - set(_held), "the optimizer misses trainable parameters"
+    assert len(_held) == len(set(_held)), "a parameter is in the optimizer twice"
+    _lrs = {}
+    for _g in _described:
+        _in_head = {n.startswith("fc.") for n in _g["params"]}
+        assert len(_in_head) == 1, "the head and the body must be in separate, non-empty groups"
+        _is_head = _in_head.pop()
+        _expected_lr = _lr if _is_head or _body_lr is None else _body_lr
+        assert _g["lr"] is not None and abs(_g["lr"] - _expected_lr) < 1e-12, \
+            "the head group needs lr, the body group body_lr (lr when body_lr is None)"
         assert _g["momentum"] == 0.9 and _g["weight_decay"] == _wd, "use momentum=0.9 and the given weight_decay"
+        _lrs.update({n: _expected_lr for n in _g["params"]})
+    if _body_lr is not None:  # what the optimizer does: two steps, against torch.optim.SGD with the expected groups
+        _before, _grads, _after = checks.run_in_kernel(_two_steps, _opt, _net)
+        _ref = {n: _before[n].clone().requires_grad_(n in _want) for n in _names}
+        _ref_opt = torch.optim.SGD([{"params": [_ref[n]], "lr": _lrs[n]} for n in _names if n in _want],
+                                   lr=_lr, momentum=0.9, weight_decay=_wd)
+        for _g in _grads:
+            for _n in _want:
+                _ref[_n].grad = _g[_n].clone()
+            _ref_opt.step()
+        for _n in _names:
+            checks.check_close("hidden parameters after two SGD steps", _after[_n], _ref[_n].detach(),
+                               rtol=1e-5, atol=1e-7, quiet=True)
 ### END HIDDEN TESTS
 checks.passed("make_optimizer")
 
@@ -383,41 +504,44 @@ checks.check_close("restored weights", tiny.weight, history_of_weights[1],
 
 # %% nbgrader={"grade": true, "grade_id": "test-best-weights", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: best-weights tracking (hidden tests: buffers, ties, later improvements, returned flags).
-_t, _m = BestWeights(), nn.Linear(2, 2)
-_t.update(_m, 1.0, 0)
-_w0 = _m.weight.detach().clone()
-with torch.no_grad():
-    _m.weight.mul_(3.0)
-_t.update(_m, 0.5, 1)
-assert torch.equal(_t.restore(_m).weight, _w0), "restore did not bring back the best epoch's weights"
+# The model lives where BestWeights runs (in the grader: your notebook's kernel): each epoch changes
+# its weights and BatchNorm statistics in place, as training does, and the tracker gets a score.
+def _track(BestWeights, scores, seed):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
+    tracker = BestWeights()
+    snapshots, flags = [], []
+    for epoch, score in enumerate(scores):
+        model.train()
+        model(torch.randn(8, 4))  # moves the BatchNorm running statistics (buffers)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        flags.append(tracker.update(model, score, epoch))
+    best = {"epoch": tracker.best_epoch, "score": tracker.best_score}
+    restored = tracker.restore(model)
+    return {"snapshots": snapshots, "flags": flags, "best": best, "model": model, "restored": restored,
+            "weights": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+
+
+def _same(state, expected):
+    return sorted(state) == sorted(expected) and all(torch.equal(state[k], expected[k]) for k in expected)
+
+
+_r = checks.run_in_kernel(_track, BestWeights, [1.0, 0.5], 0)
+assert _same(_r["weights"], _r["snapshots"][0]), "restore did not bring back the best epoch's weights"
 ### BEGIN HIDDEN TESTS
-_m = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
-_t = BestWeights()
-_scores = [0.2, 0.5, 0.5, 0.4, 0.9, 0.1]
-_snapshots, _flags = [], []
-for _epoch, _score in enumerate(_scores):
-    _m.train()
-    _m(torch.randn(8, 4))  # moves the BatchNorm running statistics (buffers)
-    with torch.no_grad():
-        for _p in _m.parameters():
-            _p.add_(torch.randn_like(_p))
-    _snapshots.append(copy.deepcopy(_m.state_dict()))
-    _flags.append(_t.update(_m, _score, _epoch))
-assert _flags == [True, True, False, False, True, False], f"update returned {_flags}"
-assert _t.best_epoch == 4 and _t.best_score == 0.9, f"best epoch {_t.best_epoch} / score {_t.best_score}"
-_restored = _t.restore(_m)
-assert _restored is _m, "restore should return the model"
-for _k, _v in _snapshots[4].items():
-    assert torch.equal(_m.state_dict()[_k], _v), f"{_k} was not restored to the best epoch's value"
-_t2 = BestWeights()
-_m2 = nn.Linear(2, 1)
-_t2.update(_m2, 0.7, 0)
-_first = copy.deepcopy(_m2.state_dict())
-with torch.no_grad():
-    _m2.weight.add_(5.0)
-_t2.update(_m2, 0.7, 1)  # a tie keeps the earlier epoch
-_t2.restore(_m2)
-assert _t2.best_epoch == 0 and torch.equal(_m2.weight, _first["weight"]), "on a tie the earlier epoch must stay"
+_r = checks.run_in_kernel(_track, BestWeights, [0.2, 0.5, 0.5, 0.4, 0.9, 0.1], 1)
+assert list(_r["flags"]) == [True, True, False, False, True, False], \
+    "update must return True exactly when the score beats every earlier one"
+assert _r["best"]["epoch"] == 4 and _r["best"]["score"] == 0.9, "best_epoch / best_score are not the best epoch's"
+assert _r["restored"] is _r["model"], "restore should return the model"
+for _k, _v in _r["snapshots"][4].items():
+    assert _k in _r["weights"] and torch.equal(_r["weights"][_k], _v), \
+        "a weight or buffer was not restored to the best epoch's value (copy the state_dict)"
+_r = checks.run_in_kernel(_track, BestWeights, [0.7, 0.7], 2)  # a tie keeps the earlier epoch
+assert _r["best"]["epoch"] == 0 and _same(_r["weights"], _r["snapshots"][0]), "on a tie the earlier epoch must stay"
 ### END HIDDEN TESTS
 checks.passed("BestWeights")
 
@@ -498,71 +622,91 @@ checks.check_close("returned model = best epoch", final_acc, max(toy_history["va
                    hint="restore the best weights at the end; validate in model.eval() mode.")
 
 # %% nbgrader={"grade": true, "grade_id": "test-train-model", "locked": true, "points": 2, "schema_version": 3, "solution": false}
-# Graded: the training loop (hidden tests: scheduler per epoch, eval mode and no_grad in validation,
-# the best weights returned). It uses a reference BestWeights, so exercise 4 is graded only there.
-assert toy_history["lr"][:2] == [0.1, 0.1], "the learning rate should change only after step_size epochs"
+# Graded: the training loop (hidden tests: learning rate per epoch, scheduler per epoch, eval mode and
+# no_grad in validation, the scores given to BestWeights, the best weights returned). It uses a
+# reference BestWeights, so exercise 4 is graded only there.
+assert callable(train_model), "define train_model(model, loaders, criterion, optimizer, scheduler, num_epochs, device) above"
 ### BEGIN HIDDEN TESTS
-_student_best = BestWeights
+def _reference_tracker():
+    """A reference BestWeights for train_model to use, which records every update it gets."""
+    class BestWeights:
+        calls = []
+
+        def __init__(self):
+            self.best_score, self.best_epoch, self.state = float("-inf"), None, None
+
+        def update(self, model, score, epoch):
+            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            BestWeights.calls.append((float(score), epoch, state))
+            if score > self.best_score:
+                self.best_score, self.best_epoch, self.state = score, epoch, state
+                return True
+            return False
+
+        def restore(self, model):
+            model.load_state_dict(self.state)
+            return model
+
+    return BestWeights
 
 
-class BestWeights:  # reference version that also records what it was given
-    def __init__(self):
-        self.best_score, self.best_epoch, self.state, self.calls = float("-inf"), None, None, []
+def _train_probe(train_model, tracker, x, y):
+    """train_model on a small problem, with a model that logs its mode at every forward call."""
+    from torch.optim.lr_scheduler import StepLR
+    from torch.utils.data import DataLoader, TensorDataset
 
-    def update(self, model, score, epoch):
-        self.calls.append((score, copy.deepcopy(model.state_dict())))
-        _trackers.append(self)
-        if score > self.best_score:
-            self.best_score, self.best_epoch, self.state = score, epoch, copy.deepcopy(model.state_dict())
-            return True
-        return False
+    class Probe(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Dropout(0.5), nn.Linear(12, 4))
+            self.log = []
 
-    def restore(self, model):
-        model.load_state_dict(self.state)
-        return model
+        def forward(self, x):
+            self.log.append((self.training, torch.is_grad_enabled()))
+            return self.net(x)
 
-
-class _Probe(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Dropout(0.5), nn.Linear(12, 4))
-        self.log = []
-
-    def forward(self, x):
-        self.log.append((self.training, torch.is_grad_enabled()))
-        return self.net(x)
-
-
-try:
-    _trackers = []
     torch.manual_seed(7)
-    _x, _y = torch.randn(120, 6), torch.randint(0, 4, (120,))
-    _loaders = {"train": DataLoader(TensorDataset(_x[:80], _y[:80]), batch_size=10, shuffle=True),
-                "val": DataLoader(TensorDataset(_x[80:], _y[80:]), batch_size=8)}
-    _model = _Probe()
-    _opt = torch.optim.SGD(_model.parameters(), lr=0.5, momentum=0.9)
-    _model, _hist = train_model(_model, _loaders, nn.CrossEntropyLoss(), _opt, StepLR(_opt, step_size=2, gamma=0.5),
-                                5, torch.device("cpu"))
-    assert np.allclose(_hist["lr"], [0.5, 0.5, 0.25, 0.25, 0.125]), f"learning rates per epoch {_hist['lr']}"
-    assert all(len(_hist[k]) == 5 for k in ("train_loss", "train_acc", "val_loss", "val_acc")), "one entry per epoch"
-    assert any(_training for _training, _ in _model.log), "the model was never in train mode"
-    assert all(not _grad for _training, _grad in _model.log if not _training), \
-        "validation must run under torch.no_grad()"
-    assert len(_trackers) == 5, f"BestWeights.update was called {len(_trackers)} times in 5 epochs"
-    _calls = _trackers[0].calls
-    for _score, _state in _calls:  # the score given must be the eval-mode accuracy of those weights
-        _check = _Probe()
-        _check.load_state_dict(_state)
-        _check.eval()
-        with torch.no_grad():
-            _acc = float((_check(_x[80:]).argmax(1) == _y[80:]).float().mean())
-        assert abs(_acc - _score) < 1e-6, f"the score given to BestWeights ({_score}) is not the val accuracy ({_acc})"
-    assert np.allclose([s for s, _ in _calls], _hist["val_acc"]), "history['val_acc'] differs from the scores tracked"
-    _best = max(range(5), key=lambda i: (_calls[i][0], -i))
-    for _k, _v in _calls[_best][1].items():
-        assert torch.equal(_model.state_dict()[_k], _v), "the returned model does not hold the best epoch's weights"
-finally:
-    BestWeights = _student_best
+    loaders = {"train": DataLoader(TensorDataset(x[:80], y[:80]), batch_size=10, shuffle=True),
+               "val": DataLoader(TensorDataset(x[80:], y[80:]), batch_size=8)}
+    model = Probe()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    scheduler = StepLR(optimizer, step_size=2, gamma=0.5)
+    model, history = train_model(model, loaders, nn.CrossEntropyLoss(), optimizer, scheduler, 5, torch.device("cpu"))
+    return {"history": dict(history), "log": list(model.log), "calls": list(tracker.calls),
+            "weights": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+
+
+def _val_scores(state, x, y):
+    net = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Dropout(0.5), nn.Linear(12, 4))
+    net.load_state_dict({k.removeprefix("net."): v for k, v in state.items()})
+    net.eval()
+    with torch.no_grad():
+        out = net(x)
+    return float((out.argmax(1) == y).float().mean()), float(nn.functional.cross_entropy(out, y))
+
+
+_gen = torch.Generator().manual_seed(7)
+_x, _y = torch.randn(120, 6, generator=_gen), torch.randint(0, 4, (120,), generator=_gen)
+_tracker = checks.run_in_kernel(_reference_tracker)
+with checks.substitute(BestWeights=_tracker):
+    _run = checks.run_in_kernel(_train_probe, train_model, _tracker, _x, _y)
+_hist, _log, _calls = _run["history"], _run["log"], _run["calls"]
+assert len(_hist["lr"]) == 5 and np.allclose(_hist["lr"], [0.5, 0.5, 0.25, 0.25, 0.125]), \
+    "history['lr'] is not the learning rate of each epoch: step the scheduler once per epoch"
+assert all(len(_hist[k]) == 5 for k in ("train_loss", "train_acc", "val_loss", "val_acc")), "one entry per epoch"
+assert any(_training for _training, _ in _log), "the model was never in train mode"
+assert all(not _grad for _training, _grad in _log if not _training), "validation must run under torch.no_grad()"
+assert len(_calls) == 5, "BestWeights.update must be called once per epoch"
+for _score, _, _state in _calls:  # the score given must be the eval-mode accuracy of those weights
+    assert abs(_val_scores(_state, _x[80:], _y[80:])[0] - _score) < 1e-6, \
+        "the score given to BestWeights is not the validation accuracy (in eval mode) of that epoch's weights"
+assert np.allclose([s for s, _, _ in _calls], _hist["val_acc"]), "history['val_acc'] differs from the scores tracked"
+_val_losses = [_val_scores(_state, _x[80:], _y[80:])[1] for _, _, _state in _calls]
+assert np.allclose(_hist["val_loss"], _val_losses, rtol=1e-4), "history['val_loss'] is not the mean loss per example"
+_best = max(range(5), key=lambda i: (_calls[i][0], -i))
+for _k, _v in _calls[_best][2].items():
+    assert _k in _run["weights"] and torch.equal(_run["weights"][_k], _v), \
+        "the returned model does not hold the best epoch's weights"
 ### END HIDDEN TESTS
 checks.passed("train_model")
 

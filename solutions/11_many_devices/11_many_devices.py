@@ -222,30 +222,42 @@ checks.check_true("new order each epoch", seen_by(0, 2, 0) != seen_by(0, 2, 1),
 
 # %% nbgrader={"grade": true, "grade_id": "test-sampler", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: DistributedSampler setup (hidden tests: other world sizes, uneven sizes, seeds, batch sizes).
-_a, _b = seen_by(0, 2, 3), seen_by(1, 2, 3)
+# The loader is built and read where make_loader runs (in the grader: your notebook's kernel), on a
+# data set whose examples are their own indices.
+def _loader_batches(make_loader, n, batch_size, rank, world_size, epoch, seed=0):
+    from torch.utils.data import TensorDataset
+
+    loader = make_loader(TensorDataset(torch.arange(n)), batch_size, rank, world_size, epoch, seed)
+    return loader, [b[0].tolist() for b in loader]
+
+
+def _indices(rank, world_size, epoch):
+    _, batches = checks.run_in_kernel(_loader_batches, make_loader, 12, 4, rank, world_size, epoch)
+    return [i for b in batches for i in b]
+
+
+_a, _b = _indices(0, 2, 3), _indices(1, 2, 3)
 assert not set(_a) & set(_b) and sorted(_a + _b) == list(range(12)), "the two ranks' shards overlap or miss examples"
 ### BEGIN HIDDEN TESTS
-def _seen(ds, bs, rank, world, epoch, seed=0):
-    _loader = make_loader(ds, bs, rank, world, epoch, seed)
-    assert isinstance(_loader, DataLoader), f"make_loader should return a DataLoader, got {type(_loader).__name__}"
-    _batches = [b[0].tolist() for b in _loader]
-    assert all(len(b) <= bs for b in _batches), "the batches are larger than batch_size"
-    assert len(_batches[0]) == min(bs, len(ds) // world), "the first batch does not have batch_size examples"
+def _seen(n, bs, rank, world, epoch, seed=0):
+    _loader, _batches = checks.run_in_kernel(_loader_batches, make_loader, n, bs, rank, world, epoch, seed)
+    # is_instance trusts the class name the kernel reports; the batches below are what it does.
+    assert checks.is_instance(_loader, DataLoader), "make_loader should return a DataLoader"
+    assert _batches and all(len(b) <= bs for b in _batches), "the batches are larger than batch_size"
+    assert len(_batches[0]) == min(bs, n // world), "the first batch does not have batch_size examples"
     return [i for b in _batches for i in b]
 
 
 for _n, _world, _bs, _seed in [(30, 3, 4, 0), (64, 4, 8, 5), (20, 2, 3, 11)]:
-    _ds = TensorDataset(torch.arange(_n))
     for _epoch in (0, 2):
-        _parts = [_seen(_ds, _bs, _r, _world, _epoch, _seed) for _r in range(_world)]
+        _parts = [_seen(_n, _bs, _r, _world, _epoch, _seed) for _r in range(_world)]
         assert sorted(i for p in _parts for i in p) == list(range(_n)), \
-            f"n={_n}, world={_world}: the ranks together do not see every example exactly once"
-    assert _seen(_ds, _bs, 0, _world, 0, _seed) == _seen(_ds, _bs, 0, _world, 0, _seed), "not reproducible"
-    assert _seen(_ds, _bs, 1, _world, 0, _seed) != _seen(_ds, _bs, 1, _world, 1, _seed), "epochs repeat the same order"
-    assert _seen(_ds, _bs, 0, _world, 0, _seed) != _seen(_ds, _bs, 0, _world, 0, _seed + 1), "the seed is ignored"
-_ds = TensorDataset(torch.arange(10))  # uneven: 10 examples on 3 ranks
-_lens = [len(_seen(_ds, 2, _r, 3, 0)) for _r in range(3)]
-assert _lens == [4, 4, 4], f"with 10 examples on 3 ranks every rank needs 4 samples (padding), got {_lens}"
+            "the ranks together do not see every example exactly once"
+    assert _seen(_n, _bs, 0, _world, 0, _seed) == _seen(_n, _bs, 0, _world, 0, _seed), "not reproducible"
+    assert _seen(_n, _bs, 1, _world, 0, _seed) != _seen(_n, _bs, 1, _world, 1, _seed), "epochs repeat the same order"
+    assert _seen(_n, _bs, 0, _world, 0, _seed) != _seen(_n, _bs, 0, _world, 0, _seed + 1), "the seed is ignored"
+_lens = [len(_seen(10, 2, _r, 3, 0)) for _r in range(3)]  # uneven: 10 examples on 3 ranks
+assert _lens == [4, 4, 4], "with 10 examples on 3 ranks every rank needs 4 samples (padding)"
 ### END HIDDEN TESTS
 checks.passed("make_loader")
 
@@ -301,16 +313,25 @@ for r in range(2):
 
 # %% nbgrader={"grade": true, "grade_id": "test-average", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: average_gradients on two processes (hidden tests: other models, a frozen parameter, momentum).
+# The processes are started where average_gradients is defined (in the grader: your notebook's
+# kernel); the weights they end with are compared with one process on the whole batch.
 assert callable(average_gradients), "define average_gradients(model) above"
 ### BEGIN HIDDEN TESTS
+def _launch(function, mode, cases):
+    from course_utils import distributed
+
+    return distributed.launch("step", functions=[function], mode=mode, cases=cases, backend="gloo",
+                              timeout=180, echo=False)
+
+
 _cases = [{"seed": 3, "batch": 5, "steps": 2, "momentum": 0.5, "freeze_first_bias": True},
           {"seed": 4, "batch": 3, "steps": 1, "in_features": 7, "hidden": 9, "classes": 3, "lr": 0.3}]
-_runs = distributed.launch("step", functions=[average_gradients], mode="average", cases=_cases,
-                           backend="gloo", timeout=180, echo=False)
+_runs = checks.run_in_kernel(_launch, average_gradients, "average", _cases)
+assert len(_runs) == 2, "expected the results of two processes"
 for _i, _case in enumerate(_cases):
     _expected = distributed.flatten_params(distributed.reference_run(_case))
     for _r in range(2):
-        checks.check_close(f"hidden case {_i}, rank {_r}", distributed.flatten_params(_runs[_r]["cases"][_i]["params"]),
+        checks.check_close("hidden case, one rank", distributed.flatten_params(_runs[_r]["cases"][_i]["params"]),
                            _expected, rtol=1e-4, atol=1e-6, quiet=True)
 ### END HIDDEN TESTS
 checks.passed("average_gradients")
@@ -367,19 +388,28 @@ for r, result in enumerate(per_rank):
 
 # %% nbgrader={"grade": true, "grade_id": "test-train-step", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: the DDP training step (hidden tests: other models and batch sizes, three steps, momentum).
+# The processes are started where train_step is defined (in the grader: your notebook's kernel);
+# the weights they end with are compared with one process on the whole batch.
 assert callable(train_step), "define train_step(model, optimizer, x, y) above"
 ### BEGIN HIDDEN TESTS
+def _launch(function, mode, cases):
+    from course_utils import distributed
+
+    return distributed.launch("step", functions=[function], mode=mode, cases=cases, backend="gloo",
+                              timeout=180, echo=False)
+
+
 _cases = [{"seed": 5, "batch": 6, "steps": 3, "momentum": 0.9, "lr": 0.2},
           {"seed": 6, "batch": 2, "steps": 2, "in_features": 5, "hidden": 11, "classes": 6}]
-_runs = distributed.launch("step", functions=[train_step], mode="ddp", cases=_cases,
-                           backend="gloo", timeout=180, echo=False)
+_runs = checks.run_in_kernel(_launch, train_step, "ddp", _cases)
+assert len(_runs) == 2, "expected the results of two processes"
 for _i, _case in enumerate(_cases):
     _expected = distributed.flatten_params(distributed.reference_run(_case))
     for _r in range(2):
         _losses = _runs[_r]["cases"][_i]["losses"]
         assert len(_losses) == _case["steps"] and all(isinstance(v, float) for v in _losses), \
-            f"train_step should return the loss as a float, got {_losses}"
-        checks.check_close(f"hidden case {_i}, rank {_r}", distributed.flatten_params(_runs[_r]["cases"][_i]["params"]),
+            "train_step should return the loss as a float"
+        checks.check_close("hidden case, one rank", distributed.flatten_params(_runs[_r]["cases"][_i]["params"]),
                            _expected, rtol=1e-4, atol=1e-6, quiet=True)
 ### END HIDDEN TESTS
 checks.passed("train_step")

@@ -49,4 +49,32 @@ def train_step(model, optimizer, x, y):
         },
         "loses": ["test-sampler", "test-average", "test-train-step"],
     },
+    "seed-ignored-weights-averaged-loss-tensor": {
+        "replace": {
+            "sampler": '''
+def make_loader(dataset, batch_size, rank, world_size, epoch, seed=0):
+    # seed=0 instead of the seed given: every run shuffles alike
+    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=0)
+    sampler.set_epoch(epoch)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler)
+''',
+            "average": '''
+def average_gradients(model):
+    world_size = dist.get_world_size()
+    for param in model.parameters():  # averages the weights (already equal), not the gradients
+        if param.grad is not None:
+            dist.all_reduce(param.data, op=dist.ReduceOp.SUM)
+            param.data /= world_size
+''',
+            "train-step": '''
+def train_step(model, optimizer, x, y):
+    optimizer.zero_grad()
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    optimizer.step()
+    return loss  # a tensor, not a float
+''',
+        },
+        "loses": ["test-sampler", "test-average", "test-train-step"],
+    },
 }
