@@ -17,8 +17,7 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedE
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # Training cells in the CIFAR-10 and transfer-learning notebooks take minutes in full mode.
 c.Execute.timeout = 600
-# `course grade` runs graded cells in its judge, outside the student's kernel. These
-# assignments' tests are not yet written for the judge and still run in the kernel, under
-# the guard (see README, Grading).
-c.CourseGrade.in_kernel_tests = [
-]
+# `course grade` runs every graded cell in its judge, outside the student's kernel. A course
+# whose tests are not yet written for the judge lists those assignments here; they then run
+# in the kernel, under the guard:
+c.CourseGrade.in_kernel_tests = []
