@@ -1044,7 +1044,8 @@ def _finish(course: _Course, infos: dict[str, _Assignment], statuses: dict[str, 
     row.seconds = float(result.get("seconds", 0.0))
     row.timings = dict(result.get("timings", {}))
     statuses[f"{student}/{name}"].update(
-        {"codes": row.codes, "details": row.details, "seconds": row.seconds})
+        {"codes": row.codes, "details": row.details, "seconds": row.seconds,
+         "timings": {k: v for k, v in row.timings.items() if not k.startswith("cell:")}})
     return row
 
 
