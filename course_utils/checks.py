@@ -48,6 +48,7 @@ __all__ = [
     "run_in_kernel",
     "substitute",
     "to_numpy",
+    "unregistered",
 ]
 
 _MAX_LISTED = 5
@@ -593,12 +594,12 @@ def check_autograd_function(
 _MATMUL_SHAPES = re.compile(r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)")
 
 
-def check_registered(name: str, module: torch.nn.Module, *, quiet: bool = False) -> None:
-    """Check that every layer and trainable tensor stored on ``module`` is registered.
+def unregistered(module: torch.nn.Module) -> tuple[list[str], list[str]]:
+    """(layers kept in plain lists/tuples/dicts, plain tensors that require grad) on ``module``.
 
-    Layers kept in a plain Python ``list``/``tuple``/``dict`` attribute, and tensors
-    with ``requires_grad`` that are not ``nn.Parameter``, are invisible to
-    ``parameters()``, ``state_dict()`` and ``.to(device)``; the message names them.
+    Each entry names the attribute (``"blocks (list)"``, ``"scale"``); both lists are empty
+    for a module whose layers and parameters are all registered. Graded cells call it in the
+    kernel with ``checks.run_in_kernel(checks.unregistered, model)``.
     """
     in_containers, plain_tensors = [], []
     for prefix, sub in module.named_modules():
@@ -612,6 +613,17 @@ def check_registered(name: str, module: torch.nn.Module, *, quiet: bool = False)
                     in_containers.append(f"{full} ({type(value).__name__})")
             elif isinstance(value, torch.Tensor) and value.requires_grad:
                 plain_tensors.append(full)
+    return in_containers, plain_tensors
+
+
+def check_registered(name: str, module: torch.nn.Module, *, quiet: bool = False) -> None:
+    """Check that every layer and trainable tensor stored on ``module`` is registered.
+
+    Layers kept in a plain Python ``list``/``tuple``/``dict`` attribute, and tensors
+    with ``requires_grad`` that are not ``nn.Parameter``, are invisible to
+    ``parameters()``, ``state_dict()`` and ``.to(device)``; the message names them.
+    """
+    in_containers, plain_tensors = unregistered(module)
     if in_containers:
         raise CheckError(
             f"{name}: layers kept in a plain Python list/tuple/dict are not registered: "

@@ -90,6 +90,8 @@ def run_in_kernel(driver: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     link = current_link()
     if link is not None:
         return link.run(driver, args, kwargs)
+    if (getattr(driver, "__module__", "") or "").startswith("course_utils."):
+        return driver(*args, **kwargs)  # a helper of the course: the kernel calls its own copy
     try:  # the same namespace as under the judge, so a driver that works here works there
         source = textwrap.dedent(inspect.getsource(driver))
     except (OSError, TypeError):

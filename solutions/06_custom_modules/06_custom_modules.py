@@ -109,22 +109,8 @@ checks.check_close("TwoLayerNet output", out_two, lin2(F.relu(lin1(flat))), rtol
 
 # %% nbgrader={"grade": true, "grade_id": "test-two-layer", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: TwoLayerNet (hidden tests: other sizes, vector and image inputs, registration).
-# Small helper functions read the model's layers where the model lives.
-def _unregistered(net):
-    """Attributes that hold layers in a plain list/tuple/dict, or plain tensors that require grad."""
-    found = []
-    for prefix, sub in net.named_modules():
-        for attr, value in vars(sub).items():
-            if attr.startswith("_"):
-                continue
-            items = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else []
-            in_container = any(isinstance(v, nn.Module | nn.Parameter) for v in items)
-            if in_container or (isinstance(value, torch.Tensor) and value.requires_grad):
-                found.append(f"{prefix}.{attr}" if prefix else attr)
-    return found
-
-
-_missing = checks.run_in_kernel(_unregistered, two)
+# checks.unregistered reads the model's attributes where the model lives.
+_missing = sum(checks.run_in_kernel(checks.unregistered, two), [])
 checks.check_true("registration", not _missing,
                   f"{_missing} hold layers in a plain list/tuple/dict or are plain tensors that require grad: "
                   "model.parameters() misses them. Use nn.ModuleList (or nn.Parameter).", quiet=True)
@@ -155,7 +141,7 @@ def _dtypes_after_double(net):
 
 for _seed, (_d, _h, _c), _shape in [(1, (12, 7, 3), (5, 12)), (2, (27, 4, 6), (2, 3, 3, 3)), (3, (1, 1, 1), (4, 1))]:
     _net = checks.run_in_kernel(_build, TwoLayerNet, _seed, _d, _h, _c)
-    assert not checks.run_in_kernel(_unregistered, _net), "layers or tensors are not registered"
+    assert not any(checks.run_in_kernel(checks.unregistered, _net)), "layers or tensors are not registered"
     assert sum(checks.run_in_kernel(_numels, _net)) == _d * _h + _h + _h * _c + _c, "wrong parameter count"
     _lins = checks.run_in_kernel(_linear_layers, _net)
     assert len(_lins) == 2, "expected 2 registered nn.Linear layers"
@@ -252,20 +238,6 @@ def _build(cls, torch_seed, *args, **kwargs):
     return cls(*args, **kwargs)
 
 
-def _unregistered(net):
-    """Attributes that hold layers in a plain list/tuple/dict, or plain tensors that require grad."""
-    found = []
-    for prefix, sub in net.named_modules():
-        for attr, value in vars(sub).items():
-            if attr.startswith("_"):
-                continue
-            items = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else []
-            in_container = any(isinstance(v, nn.Module | nn.Parameter) for v in items)
-            if in_container or (isinstance(value, torch.Tensor) and value.requires_grad):
-                found.append(f"{prefix}.{attr}" if prefix else attr)
-    return found
-
-
 def _layers(net):
     """The registered Conv2d layers (weight, bias, kernel_size, padding), Linear layers (weight, bias), and the
     number of scalars of each parameter."""
@@ -285,7 +257,7 @@ def _on_channels_last(net, x):
 for _args, _n in [((1, 4, 6, 3, 8), 2), ((5, 2, 3, 7, 12), 3), ((3, 6, 4, 2, 1), 1)]:
     _ci, _c1, _c2, _k, _s = _args
     _net = checks.run_in_kernel(_build, ThreeLayerConvNet, sum(_args), _ci, _c1, _c2, _k, image_size=_s)
-    assert not checks.run_in_kernel(_unregistered, _net), "layers or tensors are not registered"
+    assert not any(checks.run_in_kernel(checks.unregistered, _net)), "layers or tensors are not registered"
     _convs, _fcs, _numels = checks.run_in_kernel(_layers, _net)
     assert len(_convs) == 2 and len(_fcs) == 1, "expected two registered Conv2d layers and one Linear"
     (_wa, _ba, _ka, _pa), (_wb, _bb, _kb, _pb) = _convs

@@ -359,6 +359,21 @@ assert checks.is_instance(build(torch.nn.Tanh), torch.nn.Tanh)
     assert refused.error[0] == "TestError" and "run_in_kernel" in refused.error[1]
 
 
+def test_course_helpers_run_in_the_kernel_by_name(kernel):
+    link, _ = kernel
+    verdict = _judge(link, '''
+def _build():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = [nn.Linear(2, 2)]
+    return Net()
+
+assert checks.run_in_kernel(checks.unregistered, checks.run_in_kernel(_build)) == (["layers (list)"], [])
+''')
+    assert verdict.passed, verdict.error
+
+
 def test_student_exceptions_are_catchable_as_themselves(kernel):
     link, _ = kernel
     verdict = _judge(link, '''
