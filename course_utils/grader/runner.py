@@ -66,7 +66,8 @@ import nbformat
 from traitlets import Bool, Dict, Float, Integer, List, Unicode
 from traitlets.config import Config, Configurable, PyFileConfigLoader
 
-from course_utils.grader import cells, integrity
+from course_utils.grader import cells as roles
+from course_utils.grader import integrity
 from course_utils.grader.report import STATUS_ORDER, SubmissionResult, format_table, write_csv
 from course_utils.grader.sandbox import SandboxSpec
 
@@ -329,7 +330,7 @@ def _assignment_info(course: _Course, name: str, limits: CourseGrade, options: G
                 source_nb = nbformat.read(path, as_version=4)
                 order = [c.metadata.get("nbgrader", {}).get("grade_id") for c in source_nb.cells]
                 bindings += [b for b in integrity.setup_bindings(source_nb) if b not in bindings]
-                skeleton[nb.name] = cells.skeleton(source_nb)
+                skeleton[nb.name] = roles.skeleton(source_nb)
             ranked = sorted(points, key=lambda c: order.index(c) if c in order else len(order))
             cells[nb.name] = {c: points[c] for c in ranked}
     import fnmatch
@@ -546,10 +547,10 @@ class _Worker:
         for path in folder.iterdir():
             if path.suffix == ".ipynb" and path.stem in info.skeleton and path.stem in notebooks:
                 nb = nbformat.read(path, as_version=4)
-                codes, notes = cells.sanitize(nb, info.skeleton[path.stem])
+                codes, notes = roles.sanitize(nb, info.skeleton[path.stem])
                 sanitized[0].extend(codes)
                 sanitized[1].extend(f"{path.stem}: {note}" for note in notes)
-                if cells.put_back_deleted(nb, info.skeleton[path.stem]) or codes:
+                if roles.put_back_deleted(nb, info.skeleton[path.stem]) or codes:
                     nbformat.write(nb, staged / path.name)
                     continue
             if path.suffix != ".ipynb" or path.stem in notebooks:
