@@ -159,8 +159,10 @@ def _extract(archive: Path, into: Path) -> None:
 
 def _extract_verified(spec: DatasetSpec, archive: Path, cache: Path) -> Path:
     """Extract ``archive`` into ``cache`` atomically; verify before publishing it."""
-    cache.mkdir(parents=True, exist_ok=True)
     target = cache / spec.folder
+    if target.is_dir() and not _problems(spec, target, check_md5=False):
+        return cache  # extracted before: no lock, so a read-only cache (a locked kernel) works
+    cache.mkdir(parents=True, exist_ok=True)
     with FileLock(str(cache / f".{spec.folder}.lock")):
         if target.is_dir() and not _problems(spec, target, check_md5=False):
             return cache  # another process finished the job while we waited
