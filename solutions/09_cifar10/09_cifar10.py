@@ -858,9 +858,13 @@ _val_acc = float((checks.run_in_kernel(_predict, my_model, x_val, y_val, device)
 checks.check_true("target on the validation set", _val_acc >= TARGET,
                   f"validation accuracy {_val_acc:.1%} is below the target {TARGET:.0%}.")
 ### BEGIN HIDDEN TESTS
-_test_acc = float((checks.run_in_kernel(_predict, my_model, x_test, y_test, device) == y_test).double().mean())
-print(f"test accuracy {_test_acc:.2%} (target {TARGET:.0%})")
-assert _test_acc >= TARGET, "the test accuracy is below the target"
+# The target and the test images are the test's own: values the notebook holds could be changed.
+from course_utils import cifar as _cifar
+
+_x_test, _y_test = _cifar.load_tensors(train=False, n=budget(full=None, fast=2_000))
+_target = budget(full=0.80, fast=0.20)
+_test_acc = float((checks.run_in_kernel(_predict, my_model, _x_test, _y_test, device) == _y_test).double().mean())
+assert _test_acc >= _target, "the test accuracy is below the target"
 ### END HIDDEN TESTS
 checks.passed("the open-ended target")
 
