@@ -31,7 +31,7 @@ from typing import Any
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
-from course_utils.grader.sandbox import SandboxSpec, environment_paths
+from course_utils.grader.sandbox import SandboxSpec, environment_paths, remove_cgroups
 
 __all__ = [
     "GraderKernelManager",
@@ -214,6 +214,7 @@ class ZygoteProvisioner(LocalProvisioner):  # type: ignore[misc]
     """Launch kernels by forking the worker's zygote."""
 
     tmpdir: Path | None = None
+    cgroup: str = ""
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
         rt = runtime()
@@ -232,11 +233,12 @@ class ZygoteProvisioner(LocalProvisioner):  # type: ignore[misc]
             env["HOME"] = tmp
         sockets = os.path.dirname(getattr(self.parent, "ip", "") or "")
         connection = args[args.index("-f") + 1] if "-f" in args else None
+        self.cgroup = f"{rt.kernel_env.get('COURSE_GRADE_RUN', 'course-grade')}-{number}"
         spec = SandboxSpec(**{**asdict(rt.sandbox), "cwd": cwd,
                               "readonly": [*environment_paths(), *rt.readonly_paths],
                               "writable": [sockets] if sockets and os.path.isdir(sockets) else [],
                               "copy_files": [connection] if connection else [],
-                              "cgroup": f"{rt.kernel_env.get('COURSE_GRADE_RUN', 'course-grade')}-{number}"})
+                              "cgroup": self.cgroup})
         log = rt.workdir / "logs" / f"kernel-{number}.log"
         status = rt.workdir / "logs" / f"kernel-{number}.status"
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -281,6 +283,7 @@ class ZygoteProvisioner(LocalProvisioner):  # type: ignore[misc]
                 pass
         if self.tmpdir is not None:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
+        remove_cgroups(self.cgroup)  # its monitor may have been killed before it could
 
     def returncode(self) -> int | None:
         """The kernel's exit code, waiting up to a second for it to be known."""

@@ -486,7 +486,10 @@ class _Worker:
         os.environ["JUPYTER_RUNTIME_DIR"] = str(self.root / "runtime")
 
     def close(self) -> None:
+        from course_utils.grader.sandbox import remove_cgroups
+
         self.zygote.close()
+        remove_cgroups(self.s.kernel_env.get("COURSE_GRADE_RUN", ""))  # whatever a kill left behind
         if not os.environ.get("COURSE_GRADE_KEEP"):  # keep logs for debugging the grader
             shutil.rmtree(self.root, ignore_errors=True)
 

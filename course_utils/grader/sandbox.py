@@ -53,7 +53,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["LAYERS", "SandboxSpec", "lock", "probe", "environment_paths"]
+__all__ = ["LAYERS", "SandboxSpec", "environment_paths", "lock", "probe", "remove_cgroups"]
 
 # The protections, in the words the summary and the CSV use.
 LAYERS = {
@@ -219,6 +219,22 @@ def _cgroup_remove(folders: Iterable[str]) -> bool:
 
                 time.sleep(0.02)
     return oom
+
+
+def remove_cgroups(name: str) -> None:
+    """Remove a kernel's cgroups (and those whose name starts with ``name-``), once empty.
+
+    Called by the grader after the kernel is gone, because the monitor that made them is
+    killed with the kernel's process group on a forced shutdown.
+    """
+    if not name:
+        return
+    folders = []
+    for controller in ("memory", "pids"):
+        base = os.path.join(_CGROUP_V1, controller)
+        with contextlib.suppress(OSError):
+            folders += [os.path.join(base, d) for d in os.listdir(base) if d == name or d.startswith(name + "-")]
+    _cgroup_remove(folders)
 
 
 def _exit_like(status: int) -> None:

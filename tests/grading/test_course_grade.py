@@ -191,7 +191,8 @@ def test_csv_has_a_row_per_submission(graded):
     with open(course / "grades.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["student", "assignment", *CELLS, "total", "max", "status", "details",
-                             "protections"]
+                             "protections", "mode"]
+    assert {r["mode"] for r in rows} == {report.mode} == {"fast"}  # the tests run with COURSE_FAST=1
     assert {r["protections"] for r in rows} == {report.protections}
     assert (report.protections == "all") == LOCKED
     assert len(rows) == len(report.results)

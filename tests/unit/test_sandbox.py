@@ -152,10 +152,13 @@ hogs = []
 for _ in range(4):  # each under the per-process cap, together over the cgroup's
     pid = os.fork()
     if pid == 0:
-        block = bytearray(500 << 20)
-        for i in range(0, len(block), 4096):
-            block[i] = 1
-        time.sleep(2)
+        try:
+            block = bytearray(500 << 20)
+            for i in range(0, len(block), 4096):
+                block[i] = 1
+            time.sleep(2)
+        except BaseException:
+            os._exit(3)  # refused memory (MemoryError): stopped too
         os._exit(0)
     hogs.append(pid)
 result["hogs"] = [os.waitpid(pid, 0)[1] for pid in hogs]
