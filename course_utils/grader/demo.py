@@ -441,7 +441,7 @@ os.wait()
         "status": "suspicious",
     },
     "hostile-exhausts-resources": {
-        "description": "fills its folder, /tmp and /dev/shm, forks without end, prints a 64 MB line",
+        "description": "fills its folder, /tmp and /dev/shm, prints an 8 MB line",  # fork bomb: test_sandbox
         "replace": {"sgd": '''
 import os
 import time
@@ -457,17 +457,7 @@ for _path, _mb in (("filler.bin", 2048), ("/dev/shm/filler", 1024), ("/tmp/fille
     except OSError:
         pass
 print("MiB written:", _written)
-print("x" * (64 << 20))  # one 64 MB line: more than the grader keeps of a cell's output
-_children = 0
-try:
-    for _ in range(5000):
-        if os.fork() == 0:
-            time.sleep(2)
-            os._exit(0)
-        _children += 1
-except OSError:
-    pass
-print("children started:", _children)
+print("x" * (8 << 20))  # one 8 MB line: more than the grader keeps of a cell's output
 ''' + _REBINDS},
         "loses": ["test-sgd"],
         "status": "ok",

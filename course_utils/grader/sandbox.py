@@ -97,6 +97,7 @@ class SandboxSpec:
     copy_files: list[str] = field(default_factory=list)  # host files copied in (connection file)
     max_copy_mb: int = 256  # the submission folder and copied files, together
     cgroup: str = ""  # name of the cgroup to create (empty: none)
+    cgroup_mb: int = 0  # memory across all its processes (0: 1.5 x memory_mb)
 
 
 class SandboxError(OSError):
@@ -173,9 +174,9 @@ def _write_map(pid: int, uid: int, gid: int) -> None:
 def _cgroup_create(name: str, spec: SandboxSpec) -> list[str]:
     """Per-kernel memory and pids cgroups (v1); the folders made (empty: none could be)."""
     made = []
+    total = str((spec.cgroup_mb or int(spec.memory_mb * 1.5)) << 20)
     settings = {
-        "memory": {"memory.limit_in_bytes": str(int(spec.memory_mb * 1.5) << 20),
-                   "memory.memsw.limit_in_bytes": str(int(spec.memory_mb * 1.5) << 20)},
+        "memory": {"memory.limit_in_bytes": total, "memory.memsw.limit_in_bytes": total},
         "pids": {"pids.max": str(spec.max_processes)},
     }
     for controller, values in settings.items():
