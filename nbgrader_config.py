@@ -21,3 +21,6 @@ c.Execute.timeout = 600
 # whose tests are not yet written for the judge lists those assignments here; they then run
 # in the kernel, under the guard:
 c.CourseGrade.in_kernel_tests = []
+# Data the students' kernels may not read while an assignment is graded: notebook 09's
+# target is scored by the judge on the CIFAR-10 test set, which the kernel then never sees.
+c.CourseGrade.withheld = {"09_cifar10": ["cifar10:test_batch"]}

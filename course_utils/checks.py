@@ -19,7 +19,15 @@ import numpy as np
 import torch
 
 # Helpers for graded cells that also run in the grader's judge (see course_utils.remote).
-from course_utils.remote import fetch, in_kernel, is_instance, run_in_kernel, substitute
+from course_utils.remote import (
+    fetch,
+    in_kernel,
+    is_instance,
+    run_in_kernel,
+    seconds_since,
+    secret_order,
+    substitute,
+)
 
 __all__ = [
     "CheckError",
@@ -46,6 +54,8 @@ __all__ = [
     "passed",
     "rel_error",
     "run_in_kernel",
+    "secret_order",
+    "seconds_since",
     "substitute",
     "to_numpy",
     "unregistered",

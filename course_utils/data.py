@@ -12,6 +12,11 @@ the data set's archives (e.g. the official ``cifar-10-python.tar.gz`` or the
 offline ``.tar.xz`` copy), which is extracted into the cache once and verified
 against the MD5s torchvision lists. When nothing works, :class:`DataNotFoundError`
 names every place it looked and how to fix it.
+
+While ``course grade`` grades an assignment it may *withhold* files from the
+student's kernel (``COURSE_WITHHELD``, e.g. ``cifar10:test_batch``: the test split
+that the grader's judge scores a model on); loading them then raises
+:class:`DataWithheldError`, and the rest of the data set loads as usual.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from pathlib import Path
 
 from filelock import FileLock
 from torchvision import datasets
-from torchvision.datasets.utils import calculate_md5
+from torchvision.datasets.utils import calculate_md5, check_integrity
 
 __all__ = [
     "CIFAR10",
@@ -35,6 +40,7 @@ __all__ = [
     "HYMENOPTERA",
     "CorruptDataError",
     "DataNotFoundError",
+    "DataWithheldError",
     "DatasetSpec",
     "cache_dir",
     "cifar10",
@@ -42,14 +48,20 @@ __all__ = [
     "describe",
     "hymenoptera",
     "resolve",
+    "withheld",
 ]
 
 DATA_ENV = "COURSE_DATA"
 CACHE_ENV = "COURSE_CACHE"
+WITHHELD_ENV = "COURSE_WITHHELD"
 
 
 class DataNotFoundError(FileNotFoundError):
     """No usable copy of a data set was found; the message lists where we looked."""
+
+
+class DataWithheldError(DataNotFoundError):
+    """A file the grader keeps from the student's kernel while it grades (see :func:`withheld`)."""
 
 
 class CorruptDataError(RuntimeError):
@@ -116,6 +128,17 @@ HYMENOPTERA = DatasetSpec(
 DATASETS: dict[str, DatasetSpec] = {"cifar10": CIFAR10, "hymenoptera": HYMENOPTERA}
 
 
+def withheld(spec: DatasetSpec | str) -> frozenset[str]:
+    """The files of ``spec`` that this process may not read: ``$COURSE_WITHHELD``'s entries for it.
+
+    ``COURSE_WITHHELD`` is a comma-separated list of ``dataset:file`` (``cifar10:test_batch``),
+    set by ``course grade`` in a student's kernel for the assignments its config names.
+    """
+    key = spec if isinstance(spec, str) else next((k for k, v in DATASETS.items() if v is spec), "")
+    entries = (e.strip() for e in os.environ.get(WITHHELD_ENV, "").split(","))
+    return frozenset(e.split(":", 1)[1] for e in entries if e.startswith(f"{key}:"))
+
+
 def cache_dir() -> Path:
     """The course cache: ``$COURSE_CACHE`` or ``~/.cache/pytorch-course``."""
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "pytorch-course")
@@ -136,7 +159,10 @@ def data_roots(root: str | os.PathLike[str] | None = None) -> list[Path]:
 def _problems(spec: DatasetSpec, folder: Path, check_md5: bool) -> list[str]:
     """Everything wrong with an extracted folder (empty list: it is usable)."""
     problems = []
+    held = withheld(spec)
     for name, md5 in spec.files.items():
+        if name in held:
+            continue
         path = folder / name
         if not path.is_file():
             problems.append(f"{path} is missing")
@@ -256,9 +282,16 @@ def cifar10(
     download: bool = True,
 ) -> datasets.CIFAR10:
     """``torchvision.datasets.CIFAR10`` read through :func:`resolve`."""
-    data_root = resolve(CIFAR10, root, download=download)
+    held = withheld(CIFAR10)
+    if not train and "test_batch" in held:
+        raise DataWithheldError(
+            "The CIFAR-10 test set is held by the grader while it grades this notebook: the grader "
+            "measures your model on it itself, outside your kernel. On your own machine it loads as usual."
+        )
+    data_root = resolve(CIFAR10, root, download=download and not held)
+    dataset_class = _cifar10_without(held) if held else datasets.CIFAR10
     try:
-        return datasets.CIFAR10(root=str(data_root), train=train, transform=transform, download=False)
+        return dataset_class(root=str(data_root), train=train, transform=transform, download=False)
     except RuntimeError as err:  # torchvision's own MD5 check failed
         problems = _problems(CIFAR10, data_root / CIFAR10.folder, check_md5=True)
         raise CorruptDataError(
@@ -266,6 +299,20 @@ def cifar10(
             + "\n  - ".join(problems)
             + "\nDelete that folder and run again (or `course fetch`)."
         ) from None
+
+
+def _cifar10_without(held: frozenset[str]) -> type[datasets.CIFAR10]:
+    """torchvision's CIFAR10 whose integrity check skips the ``held`` files (they are not there)."""
+
+    class CIFAR10Without(datasets.CIFAR10):
+        def _check_integrity(self) -> bool:
+            return all(
+                check_integrity(os.path.join(self.root, self.base_folder, name), md5)
+                for name, md5 in self.train_list + self.test_list
+                if name not in held
+            )
+
+    return CIFAR10Without
 
 
 def hymenoptera(

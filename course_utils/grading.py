@@ -44,8 +44,7 @@ COURSE_CONFIG = '''\
 c = get_config()  # noqa: F821
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py", "runs"]
 c.Execute.timeout = {timeout}
-c.CourseGrade.in_kernel_tests = {in_kernel}
-'''
+{choices}'''
 
 
 def solution_code(solution_nb: nbformat.NotebookNode) -> dict[str, str]:
@@ -92,11 +91,11 @@ def prepare_course(
     nbgrader's ``GenerateAssignment`` runs in-process (no interpreter start per
     assignment) and writes the student versions to ``release/``.
     """
-    from course_utils.grader.runner import generate, in_kernel_tests
+    from course_utils.grader.runner import course_choices, generate
 
     root = root or project_root()
     course_dir.mkdir(parents=True, exist_ok=True)
-    config = COURSE_CONFIG.format(timeout=timeout, in_kernel=in_kernel_tests(root))
+    config = COURSE_CONFIG.format(timeout=timeout, choices=course_choices(root))
     (course_dir / "nbgrader_config.py").write_text(config)
     for name in assignments:
         target = course_dir / "source" / name

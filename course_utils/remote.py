@@ -23,7 +23,11 @@ here that does the right thing in both places:
   its code is visible to the kernel, so it must not hold expected values;
 * :func:`is_instance` - ``isinstance`` that also answers for a kernel object
   (from the class names the kernel reports, which the student controls: a
-  test that relies on it says so).
+  test that relies on it says so);
+* :func:`seconds_since` - wall time since a cell started, measured by the grader
+  (a time limit the kernel's own clock cannot fake);
+* :func:`secret_order` - a permutation the kernel cannot predict (to send a test
+  set in an order no memorised answer list matches).
 
 In a notebook (no judge) each helper is the plain-Python equivalent.
 """
@@ -31,13 +35,16 @@ In a notebook (no judge) each helper is the plain-Python equivalent.
 from __future__ import annotations
 
 import inspect
+import secrets
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["current_link", "driver_function", "fetch", "in_kernel", "is_instance", "run_in_kernel", "substitute"]
+__all__ = ["current_link", "driver_function", "fetch", "in_kernel", "is_instance", "run_in_kernel",
+           "secret_order", "seconds_since", "substitute"]
 
 _LINK: list[Any] = []  # the judge's connection to the kernel while it runs a test cell
 
@@ -129,3 +136,32 @@ def is_instance(value: Any, cls: type | tuple[type, ...]) -> bool:
         classes = cls if isinstance(cls, tuple) else (cls,)
         return any(link.reports_class(value, c) for c in classes)
     return isinstance(value, cls)
+
+
+def seconds_since(grade_id: str, fallback: float) -> float:
+    """Seconds from the start of cell ``grade_id`` to now, by the grader's clock.
+
+    Under the judge the grader timed every cell from outside the kernel; in a
+    notebook (no grader) it is ``fallback``, the notebook's own measurement.
+    A cell the grader did not run raises a TestError.
+    """
+    link = current_link()
+    if link is None:
+        return float(fallback)
+    started = getattr(link, "cell_starts", {}).get(grade_id)
+    if started is None:
+        from course_utils.grader.judge import TestError
+
+        raise TestError(f"the grader did not run the cell {grade_id!r}, so it cannot time what follows it")
+    return time.monotonic() - started
+
+
+def secret_order(n: int) -> Any:
+    """A random permutation of ``range(n)`` (int64 tensor) from the operating system's entropy.
+
+    Nothing in the kernel can predict it: the seed is not the process's (fixed) default.
+    """
+    import torch
+
+    generator = torch.Generator().manual_seed(secrets.randbits(63))
+    return torch.randperm(n, generator=generator)

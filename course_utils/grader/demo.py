@@ -31,9 +31,9 @@ from course_utils.grader.runner import (
     GradeOptions,
     GradeReport,
     SubmissionResult,
+    course_choices,
     generate,
     grade,
-    in_kernel_tests,
 )
 from course_utils.release import normalise, project_root
 
@@ -57,8 +57,7 @@ c.Execute.timeout = {timeout}
 c.CourseGrade.timeout = {timeout}
 c.CourseGrade.memory_mb = {memory_mb}
 c.CourseGrade.kill_grace = {kill_grace}
-c.CourseGrade.in_kernel_tests = {in_kernel}
-c.CourseGrade.disk_mb = 64
+{choices}c.CourseGrade.disk_mb = 64
 c.CourseGrade.max_processes = 32
 c.CourseGrade.submission_timeout = 120
 '''
@@ -623,7 +622,7 @@ def build_demo_course(dest: Path, assignments: Sequence[str] = DEMO_ASSIGNMENTS,
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "nbgrader_config.py").write_text(
         DEMO_CONFIG.format(timeout=timeout, memory_mb=memory_mb, kill_grace=kill_grace,
-                           in_kernel=in_kernel_tests(root)))
+                           choices=course_choices(root)))
     for name in assignments:
         target = dest / "source" / name
         shutil.rmtree(target, ignore_errors=True)

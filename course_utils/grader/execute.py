@@ -148,6 +148,7 @@ class GuardedExecute(Execute):  # type: ignore[misc]
         self._namespace: dict[str, Any] | None = None
         self._cell_timeout = self.timeout
         self._kept = {"cell": 0, "notebook": 0, "capped": 0}
+        self._cell_starts: dict[str, float] = {}  # grade_id -> when this cell started (seconds_since)
         TIMINGS.clear()
         VERDICTS.clear()
         try:
@@ -268,6 +269,7 @@ class GuardedExecute(Execute):  # type: ignore[misc]
                 return cell
             self.timeout = max(1, int(min(self._cell_timeout or left, left)))
         self._kept["cell"] = self._kept["capped"] = 0
+        self._cell_starts.setdefault(name, time.monotonic())  # a duplicate keeps its first start
         mark = time.perf_counter()
         try:
             return await self._run_cell_timed(cell, index, name)
@@ -371,6 +373,7 @@ class GuardedExecute(Execute):  # type: ignore[misc]
                 pid = getattr(provisioner, "pgid", None) or getattr(provisioner, "pid", None)
                 link = judge.Link(conn, time.monotonic() + self.timeout, judge.interrupter(pid),
                                   grace=self.kill_grace)
+                link.cell_starts = dict(self._cell_starts)
                 verdict = judge.run_test(source, link, self._own_names())
                 if not verdict.stuck and verdict.incident != "kernel-died":
                     link.end()

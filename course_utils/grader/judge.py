@@ -178,6 +178,7 @@ class Link:
         self.on_output: Callable[[str, str], None] = lambda stdout, stderr: None
         self.calls = 0
         self.timed_out = False
+        self.cell_starts: dict[str, float] = {}  # grade_id -> time.monotonic() when the grader started it
 
     # -- the codec's view of judge objects ----------------------------------------------------
     def _local(self, value: Any) -> dict[str, Any] | None:

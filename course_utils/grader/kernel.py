@@ -153,6 +153,7 @@ class KernelRuntime:
     sandbox: SandboxSpec
     kernel_env: dict[str, str] = field(default_factory=dict)
     readonly_paths: list[str] = field(default_factory=list)  # host paths a kernel may read, besides the environment
+    data_paths: list[str] | None = None  # a data view's paths (None: the host's data folders and cache)
     ipc: bool = True
     last_log: Path | None = None
 
@@ -235,7 +236,8 @@ class ZygoteProvisioner(LocalProvisioner):  # type: ignore[misc]
         connection = args[args.index("-f") + 1] if "-f" in args else None
         self.cgroup = f"{rt.kernel_env.get('COURSE_GRADE_RUN', 'course-grade')}-{number}"
         spec = SandboxSpec(**{**asdict(rt.sandbox), "cwd": cwd,
-                              "readonly": [*environment_paths(), *rt.readonly_paths],
+                              "readonly": [*environment_paths(data=rt.data_paths is None), *(rt.data_paths or []),
+                                           *rt.readonly_paths],
                               "writable": [sockets] if sockets and os.path.isdir(sockets) else [],
                               "copy_files": [connection] if connection else [],
                               "cgroup": self.cgroup})

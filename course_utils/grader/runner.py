@@ -104,6 +104,9 @@ class CourseGrade(Configurable):  # type: ignore[misc]
     in_kernel_tests = List(Unicode(), [], help=(
         "Assignments whose graded cells still run in the student's kernel under the guard, "
         "not in the judge (tests not yet written for the judge).")).tag(config=True)
+    withheld = Dict({}, help=(
+        "assignment -> data files its students' kernels may not read while it is graded, as "
+        "'dataset:file' (e.g. {'09_cifar10': ['cifar10:test_batch']}); the judge reads them.")).tag(config=True)
 
 
 @dataclass
@@ -174,11 +177,17 @@ class _Assignment:
     # graded cell -> its source in the gradebook (hidden tests included): what the judge runs.
     tests: dict[str, str] = field(default_factory=dict)
     judged: bool = True
+    withheld: list[str] = field(default_factory=list)  # data files the kernel may not read ("dataset:file")
 
 
-def in_kernel_tests(root: Path) -> list[str]:
-    """The course's ``CourseGrade.in_kernel_tests`` (assignments not yet graded by the judge)."""
-    return list(_load_config(root).get("CourseGrade", {}).get("in_kernel_tests", []))
+# The course's grading choices that a copy of it (the tests' and the demo's) must keep.
+_COURSE_CHOICES = ("in_kernel_tests", "withheld")
+
+
+def course_choices(root: Path) -> str:
+    """Config lines repeating the course's ``CourseGrade`` choices (judge coverage, withheld data)."""
+    section = _load_config(root).get("CourseGrade", {})
+    return "".join(f"c.CourseGrade.{key} = {section[key]!r}\n" for key in _COURSE_CHOICES if key in section)
 
 
 def _load_config(root: Path) -> Config:
@@ -348,6 +357,7 @@ def _assignment_info(course: _Course, name: str, limits: CourseGrade, options: G
     return _Assignment(name=name, notebooks=notebooks, cells=cells, bindings=bindings,
                        extra_files=extra, timeout=int(timeout), memory_mb=int(memory),
                        skeleton=skeleton, tests=tests, judged=name not in limits.in_kernel_tests,
+                       withheld=list(limits.withheld.get(name, [])),
                        submission_timeout=int(override.get("submission_timeout", limits.submission_timeout)))
 
 
@@ -476,6 +486,7 @@ class _Worker:
         _fast_sqlite(self.root)
         self.log = self.root / "grader.log"
         self.graded: list[tuple[str, str]] = []
+        self.views: dict[str, Any] = {}  # assignment -> its kernels' view of the data
         self.zygote = kernel.Zygote(self.root / "zygote", settings.preload, settings.zygote_env)
         self.runtime = kernel.KernelRuntime(
             zygote=self.zygote, workdir=self.root / "kernels", sandbox=settings.sandbox,
@@ -561,6 +572,9 @@ class _Worker:
         for step in ("autograded", "feedback"):
             shutil.rmtree(self.root / step / student / name, ignore_errors=True)
         self.runtime.sandbox = SandboxSpec(**{**asdict(self.s.sandbox), "memory_mb": info.memory_mb})
+        view = self._view(info)
+        self.runtime.data_paths = view.readonly
+        self.runtime.kernel_env = {**self.s.kernel_env, **view.env}
         cfg = self._config(info)
         cfg.CourseDirectory.student_id = student
         cfg.CourseDirectory.assignment_id = name
@@ -593,6 +607,14 @@ class _Worker:
         timings.update(execute.TIMINGS)
         result["timings"] = {k: round(v, 2) for k, v in timings.items()}
         return result
+
+    def _view(self, info: _Assignment) -> Any:
+        """The data view of ``info``'s kernels, built on first use."""
+        from course_utils.grader import dataview
+
+        if info.name not in self.views:
+            self.views[info.name] = dataview.build(self.root / "data-views" / info.name, info.withheld)
+        return self.views[info.name]
 
     def feedback(self) -> list[str]:
         """nbgrader's GenerateFeedback over everything this worker graded, in one pass.
@@ -903,6 +925,10 @@ def grade(options: GradeOptions) -> GradeReport:
     started = time.perf_counter()
     course = _course(Path(options.course_dir))
     limits = CourseGrade(config=course.config)
+    from course_utils.grader import dataview
+
+    for entries in limits.withheld.values():
+        dataview.validate(entries)  # a typo in the config stops the run before anything is graded
     (course.autograded / _STATE).mkdir(parents=True, exist_ok=True)
     with FileLock(str(course.autograded / _STATE / "lock")):
         return _grade_locked(course, limits, options, started)

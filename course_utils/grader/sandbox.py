@@ -121,17 +121,20 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int, data
     _check(_libc().mount(enc(source), target.encode(), enc(fstype), flags, enc(data)), f"mount {target}")
 
 
-def environment_paths() -> list[str]:
-    """Host paths a kernel needs read-only: the interpreter, the environment, the package, data."""
+def environment_paths(data: bool = True) -> list[str]:
+    """Host paths a kernel needs read-only: the interpreter, the environment, the package, data.
+
+    ``data=False`` leaves out the data folders and the course cache (the grader shows a
+    kernel a view of them instead: :mod:`course_utils.grader.dataview`).
+    """
     import course_utils
 
     paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, str(Path(course_utils.__file__).parent)]
-    for var in ("COURSE_DATA",):
-        if os.environ.get(var):
-            paths.append(os.environ[var])
-    cache = os.environ.get("COURSE_CACHE") or str(Path.home() / ".cache" / "pytorch-course")
-    torch_home = os.environ.get("TORCH_HOME") or str(Path.home() / ".cache" / "torch")
-    paths += [cache, torch_home]
+    if data:
+        if os.environ.get("COURSE_DATA"):
+            paths += os.environ["COURSE_DATA"].split(os.pathsep)
+        paths.append(os.environ.get("COURSE_CACHE") or str(Path.home() / ".cache" / "pytorch-course"))
+    paths.append(os.environ.get("TORCH_HOME") or str(Path.home() / ".cache" / "torch"))
     found = []
     for path in paths:
         real = os.path.realpath(path)

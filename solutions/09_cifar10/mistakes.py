@@ -167,4 +167,51 @@ def train(model, optimizer, loader, epochs=1):
         },
         "loses": ["test-check-accuracy", "test-init", "test-module", "test-train"],
     },
+    "copies-the-test-labels": {
+        # Not a slip but an attack: the answers looked up, by image, in the CIFAR-10 test set
+        # files the kernel can find (it follows the data folder's links to where they point).
+        # Under `course grade` the kernel cannot read the test set and gets its images in a
+        # secret order, so the copied answers are not there. Needs a locked kernel.
+        "locked": True,
+        "replace": {
+            "open": '''
+import glob
+import os
+import pickle
+
+
+def build_my_model():
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))  # never trained
+
+
+def _copied_answers():
+    """Labels of every CIFAR-10 test image in a file this kernel can read, by image bytes."""
+    folders = set()
+    for root in data.data_roots():
+        folders.add(str(root / "cifar-10-batches-py"))
+        folders.update(os.path.dirname(os.path.realpath(p)) for p in glob.glob(str(root / "*" / "*")))
+    answers = {}
+    for folder in folders:
+        path = os.path.join(folder, "test_batch")
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                batch = pickle.load(f, encoding="bytes")
+            answers.update((row.tobytes(), label) for row, label in zip(batch[b"data"], batch[b"labels"]))
+    return answers
+
+
+def train_my_model(model, x_train, y_train, time_limit):
+    answers = _copied_answers()
+    for image, label in zip(torch.cat([x_train, x_val]), torch.cat([y_train, y_val])):
+        answers[image.numpy().tobytes()] = int(label)
+
+    def predict(model, loader, tta=False):  # every accuracy in the notebook goes through this
+        found = [answers.get(image.cpu().numpy().tobytes(), 0) for image in loader.images]
+        return torch.tensor(found), loader.labels.cpu()
+
+    cifar.predict = predict
+''',
+        },
+        "loses": ["test-target"],
+    },
 }

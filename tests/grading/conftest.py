@@ -11,6 +11,7 @@ test with the grader's explanation instead of a bare score mismatch.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import warnings
 from pathlib import Path
@@ -40,13 +41,25 @@ def _pretrain_backbone() -> None:
 _WARM_UP = {"10_transfer_learning": _pretrain_backbone}
 
 
+@functools.cache
+def _kernels_locked() -> bool:
+    """Whether this machine gives ``course grade`` every protection of the locked kernel."""
+    from course_utils.grader import sandbox
+
+    return not sandbox.probe(sandbox.SandboxSpec())
+
+
 def load_mistakes(assignment: str) -> dict[str, dict[str, Any]]:
-    """The MISTAKES table of ``solutions/<assignment>/mistakes.py``."""
+    """The MISTAKES table of ``solutions/<assignment>/mistakes.py``.
+
+    Entries marked ``"locked": True`` attack the machine and lose their points only in a
+    locked kernel: they are left out where the sandbox probe finds a protection missing.
+    """
     path = project_root() / "solutions" / assignment / "mistakes.py"
     spec = importlib.util.spec_from_file_location(f"mistakes_{assignment}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.MISTAKES
+    return {name: m for name, m in module.MISTAKES.items() if not m.get("locked") or _kernels_locked()}
 
 
 def _write_submissions(course: Path, assignment: str) -> list[str]:

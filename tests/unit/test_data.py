@@ -146,3 +146,33 @@ def test_real_cifar10_resolves_from_course_data(monkeypatch):
     test_set = data.cifar10(train=False)
     assert len(test_set) == 10_000
     assert test_set.targets[:10] == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]
+
+
+@pytest.mark.skipif(not REAL_DATA, reason="needs the offline copy (COURSE_DATA)")
+def test_withheld_test_set_is_refused_and_the_training_set_still_loads(tmp_path, monkeypatch):
+    """In a kernel's data view without CIFAR-10's test_batch, does train load and test say why not?"""
+    from course_utils.grader import dataview
+
+    monkeypatch.setenv("COURSE_DATA", REAL_DATA)
+    if REAL_CACHE:
+        monkeypatch.setenv("COURSE_CACHE", REAL_CACHE)
+    view = dataview.build(tmp_path / "view", ["cifar10:test_batch"])
+    batches = tmp_path / "view" / "data" / "cifar-10-batches-py"
+    assert sorted(p.name for p in batches.iterdir()) == sorted(set(data.CIFAR10.files) - {"test_batch"})
+    assert not any("test_batch" in path for path in view.readonly)
+    for key, value in view.env.items():
+        monkeypatch.setenv(key, value)
+    assert len(data.cifar10(train=True)) == 50_000
+    with pytest.raises(data.DataWithheldError, match="held by the grader"):
+        data.cifar10(train=False)
+
+
+def test_withheld_entries_are_validated():
+    """Does a typo in CourseGrade.withheld stop with a message naming the entry?"""
+    from course_utils.grader import dataview
+
+    assert dataview.validate(["cifar10:test_batch", "cifar10:test_batch"]) == ["cifar10:test_batch"]
+    with pytest.raises(ValueError, match="unknown entries"):
+        dataview.validate(["cifar:test_batch"])
+    with pytest.raises(ValueError, match="has no file 'test'"):
+        dataview.validate(["cifar10:test"])

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+from course_utils import checks
 from course_utils.grader import wire
 from course_utils.grader.agent import Agent
 from course_utils.grader.judge import KernelTimeout, Link, judge_namespace, run_test
@@ -479,3 +480,25 @@ def test_judge_modules_are_genuine():
     assert "missing" not in names
     with pytest.raises(KernelTimeout):
         raise KernelTimeout("x", stuck=False)
+
+
+def test_time_limits_use_the_graders_clock_not_the_kernels(kernel):
+    """Does seconds_since read the grader's cell start times under the judge, and the fallback in a notebook?"""
+    link, _ = kernel
+    link.cell_starts = {"config": time.monotonic() - 100.0}
+    verdict = _judge(link, '''
+_seconds = checks.seconds_since("config", fallback=1.0)  # the kernel claims 1 s
+assert 100.0 <= _seconds < 130.0, "the grader's clock"
+checks.seconds_since("never-ran", fallback=1.0)
+''')
+    assert not verdict.passed and "never-ran" in verdict.error[1], verdict.error
+    assert checks.seconds_since("config", fallback=7.5) == 7.5
+
+
+def test_secret_orders_differ_between_calls_and_are_permutations():
+    """Is secret_order a permutation that a fixed seed in the kernel cannot reproduce?"""
+    first, second = checks.secret_order(1000), checks.secret_order(1000)
+    assert sorted(first.tolist()) == list(range(1000))
+    assert not torch.equal(first, second)
+    torch.manual_seed(0)
+    assert not torch.equal(first, torch.randperm(1000))

@@ -218,3 +218,42 @@ def test_probe_names_what_is_off():
     """Without the file-system layer the probe says which protections are off, in words."""
     missing = sandbox.probe(sandbox.SandboxSpec(filesystem=False, network=False))
     assert sandbox.LAYERS["user"] in missing and sandbox.LAYERS["filesystem"] in missing
+
+
+@locked_only
+@pytest.mark.skipif(not os.environ.get("COURSE_DATA"), reason="needs the offline copy (COURSE_DATA)")
+def test_data_view_hides_withheld_files_even_when_links_are_followed(tmp_path):
+    """Does a kernel shown a data view without test_batch fail to find it next to the files it can read?"""
+    from course_utils import data
+    from course_utils.grader import dataview
+
+    view = dataview.build(tmp_path / "view", ["cifar10:test_batch"])
+    real = str(data.resolve(data.CIFAR10, download=False) / data.CIFAR10.folder)
+    cwd = tmp_path / "submission"
+    cwd.mkdir()
+    spec = sandbox.SandboxSpec(cwd=str(cwd), readonly=[*sandbox.environment_paths(data=False), *view.readonly],
+                               memory_mb=8192, disk_mb=32, tmp_mb=32)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the locked child
+        os.close(read_fd)
+        out: dict = {}
+        try:
+            sandbox.lock(spec)
+            link = tmp_path / "view" / "data" / "cifar-10-batches-py" / "data_batch_1"
+            folder = os.path.dirname(os.path.realpath(link))
+            out = {"train": len(open(link, "rb").read()), "folder": folder, "listing": sorted(os.listdir(folder)),
+                   "test": os.path.exists(os.path.join(real, "test_batch")),
+                   "archive": os.path.exists(os.path.join(os.environ["COURSE_DATA"], data.CIFAR10.archives[1]))}
+        except BaseException as err:  # noqa: BLE001
+            out["crash"] = f"{type(err).__name__}: {err}"
+        os.write(write_fd, json.dumps(out).encode())
+        os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as fh:
+        result = json.loads(fh.read().decode())
+    os.waitpid(pid, 0)
+    assert "crash" not in result, result["crash"]
+    assert result["train"] > 30_000_000 and result["folder"] == real
+    assert "test_batch" not in result["listing"] and not result["test"]
+    assert not result["archive"], "the archive (the test set inside) is not shown"
