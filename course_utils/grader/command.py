@@ -78,6 +78,9 @@ def _print_report(report: object, details: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``course grade``; exit status 0 unless the demo disagrees with its answer key."""
+    # nbformat's jsonschema imports rfc3987_syntax when it is installed, to check "iri" strings:
+    # building that grammar is 1-2 s of every run's start, and no notebook schema has an IRI.
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
     from course_utils.grader import demo, runner
     from course_utils.release import project_root
 

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -59,42 +60,97 @@ def describe_returncode(code: int | None) -> str:
 
 
 class Zygote:
-    """The fork server of one worker process."""
+    """A fork server of kernels: one per worker, or one shared by a run's workers.
 
-    def __init__(self, workdir: Path, preload: list[str], env: dict[str, str]) -> None:
+    ``listen`` (a socket path) makes the server also take requests from other
+    processes over that socket; ``attach`` connects to such a server instead of
+    starting one. An attached server found dead (or unreachable) is replaced by a
+    private one, so a dead fork server never costs a submission.
+    """
+
+    def __init__(self, workdir: Path, preload: list[str], env: dict[str, str], *,
+                 listen: str | None = None, attach: str | None = None) -> None:
         self.workdir = workdir
         self.preload = preload
         self.env = env
+        self.listen = listen
+        self.attach = attach
         self.restarts = 0
         workdir.mkdir(parents=True, exist_ok=True)
         self._log = open(workdir / "zygote.log", "ab")  # noqa: SIM115 - lives as long as the zygote
         self._ids = itertools.count(1)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
         self._start()
 
     def _start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "course_utils.grader.zygote"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-            env=self.env, cwd=self.workdir, start_new_session=True,
-        )
-        assert self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps({"preload": self.preload}) + "\n").encode())
-        self.proc.stdin.flush()
         self.ready: dict[str, Any] | None = None
+        if self.attach is not None:
+            try:
+                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self._sock.connect(self.attach)
+                self._reader, self._writer = self._sock.makefile("rb"), self._sock.makefile("wb")
+                return
+            except OSError:
+                self._drop_attachment()
+        listener = None
+        if self.listen is not None:  # bound here, so clients can connect as soon as this returns
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.listen)
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(self.listen)
+            os.chmod(self.listen, 0o600)  # the grader's own processes only
+            listener.listen(16)
+        fd = listener.fileno() if listener else None
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "course_utils.grader.zygote"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+                env=self.env, cwd=self.workdir, start_new_session=True,
+                pass_fds=(fd,) if fd is not None else (),
+            )
+        finally:
+            if listener is not None:
+                listener.close()
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._reader, self._writer = self.proc.stdout, self.proc.stdin
+        self._send({"preload": self.preload, "listen_fd": fd})
+
+    def _drop_attachment(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        self._sock, self.attach = None, None
+
+    def _send(self, message: dict[str, Any]) -> None:
+        try:
+            self._writer.write((json.dumps(message) + "\n").encode())
+            self._writer.flush()
+        except OSError:
+            if self._sock is not None:  # the shared server is gone
+                self._sock.close()
+                self._sock = None
+            raise
+
+    def _alive(self) -> bool:
+        return self._sock is not None if self.proc is None else self.proc.poll() is None
 
     def _restart(self) -> None:
         """A fresh fork server for the next kernel (the old one died: nobody's submission pays)."""
-        with contextlib.suppress(OSError):
-            self.proc.kill()
-        self.proc.wait()
+        if self.proc is not None:
+            with contextlib.suppress(OSError):
+                self.proc.kill()
+            self.proc.wait()
+        self._drop_attachment()  # a shared server that failed us: a private one from now on
         self.restarts += 1
         self._start()
 
     def _read(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
+        line = self._reader.readline()
         if not line:
             log = (self.workdir / "zygote.log").read_text(errors="replace")[-3000:]
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None  # not alive any more: the next spawn starts a private server
             raise RuntimeError(f"the kernel fork server exited:\n{log}")
         return json.loads(line)
 
@@ -102,6 +158,11 @@ class Zygote:
         if self.ready is None:
             self.ready = self._read()
         return self.ready
+
+    @property
+    def pid(self) -> int:
+        """The fork server's process id (the parent of its kernels)."""
+        return int(self.wait_ready()["pid"])
 
     @property
     def can_fork(self) -> bool:
@@ -119,13 +180,11 @@ class Zygote:
         request = {"id": next(self._ids), "args": args, "cwd": cwd, "env": env,
                    "sandbox": asdict(sandbox), "log": str(log), "status": str(status)}
         for attempt in (1, 2):
-            if self.proc.poll() is not None:
+            if not self._alive():
                 self._restart()
             try:
                 self.wait_ready()
-                assert self.proc.stdin is not None
-                self.proc.stdin.write((json.dumps(request) + "\n").encode())
-                self.proc.stdin.flush()
+                self._send(request)
                 return int(self._read()["pid"])
             except (OSError, RuntimeError, ValueError):
                 if attempt == 2:
@@ -134,7 +193,10 @@ class Zygote:
         raise RuntimeError("unreachable")
 
     def close(self) -> None:
-        if self.proc.poll() is None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self.proc is not None and self.proc.poll() is None:
             assert self.proc.stdin is not None
             self.proc.stdin.close()
             try:
@@ -229,7 +291,7 @@ class ZygoteProvisioner(LocalProvisioner):  # type: ignore[misc]
         tmp = "/tmp" if locked else str(self.tmpdir)  # a locked kernel has a /tmp of its own
         env.update(rt.kernel_env)
         env.update({"TMPDIR": tmp, "TMP": tmp, "TEMP": tmp, "IPYTHONDIR": f"{tmp}/.ipython",
-                    "MPLCONFIGDIR": f"{tmp}/.matplotlib", "JPY_PARENT_PID": str(rt.zygote.proc.pid)})
+                    "MPLCONFIGDIR": f"{tmp}/.matplotlib", "JPY_PARENT_PID": str(rt.zygote.pid)})
         if locked:
             env["HOME"] = tmp
         sockets = os.path.dirname(getattr(self.parent, "ip", "") or "")

@@ -45,6 +45,7 @@ Per-assignment limits come from the course's ``nbgrader_config.py``::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -435,6 +436,7 @@ class _WorkerSettings:
     kill_grace: float
     feedback: bool
     ipc: bool
+    zygote_socket: str | None = None  # the run's shared fork server (None: each worker starts its own)
 
 
 def _link(src: Path, dest: Path) -> None:
@@ -487,11 +489,19 @@ class _Worker:
         self.log = self.root / "grader.log"
         self.graded: list[tuple[str, str]] = []
         self.views: dict[str, Any] = {}  # assignment -> its kernels' view of the data
-        self.zygote = kernel.Zygote(self.root / "zygote", settings.preload, settings.zygote_env)
+        self.zygote = kernel.Zygote(self.root / "zygote", settings.preload, settings.zygote_env,
+                                    attach=settings.zygote_socket)
         self.runtime = kernel.KernelRuntime(
             zygote=self.zygote, workdir=self.root / "kernels", sandbox=settings.sandbox,
             kernel_env=settings.kernel_env, ipc=settings.ipc)
         kernel.configure(self.runtime)
+        # nbgrader's autograde adds a new submission's rows in a way SQLAlchemy 2 warns about
+        # ("Object of type <SubmittedAssignment> not in session"); the rows are written all the
+        # same, and the warning would print once per submission above the table.
+        from sqlalchemy.exc import SAWarning
+
+        warnings.filterwarnings("ignore", message=r"Object of type <Submitted\w+> not in session",
+                                category=SAWarning)
         # The judge runs test code here: the same mode as the kernels (budget() agrees).
         os.environ["COURSE_FAST"] = settings.kernel_env.get("COURSE_FAST", "0")
         os.environ["JUPYTER_RUNTIME_DIR"] = str(self.root / "runtime")
@@ -770,6 +780,17 @@ def _prefetch_data(course: _Course, names: Iterable[str]) -> None:
                 pass
 
 
+def _warm_judge(modules: Iterable[str]) -> None:
+    """Import what the judge needs (numpy, torch, the setup cells' modules) before workers fork."""
+    import importlib
+
+    from course_utils.grader import judge  # noqa: F401 - inherited by the workers
+
+    for name in ["numpy", "torch", *modules]:
+        with contextlib.suppress(Exception):  # a module that fails here fails in the judge, per test
+            importlib.import_module(name)
+
+
 def _preload(assignments: Iterable[_Assignment]) -> list[str]:
     """Modules the setup cells import (``from a import b`` adds ``a.b`` when it is a module)."""
     import importlib.util
@@ -1028,11 +1049,19 @@ def _grade_locked(course: _Course, limits: CourseGrade, options: GradeOptions,
         workdir = Path(tempfile.mkdtemp(prefix="course-grade-"))
         run_id = workdir.name
         kernel_env["COURSE_GRADE_RUN"] = run_id  # names this run's kernels and their cgroups
+        from course_utils.grader import kernel
+
+        preload = _preload(infos.values())
+        # One fork server for all workers, started first: its imports run while this process
+        # imports the judge's, which the workers then inherit when they fork.
+        shared = kernel.Zygote(workdir / "zygote", preload, zygote_env,
+                               listen=str(workdir / "zygote" / "server.sock"))
+        _warm_judge(preload)
         settings = _WorkerSettings(
             course=course, assignments=infos, workdir=workdir, sandbox=spec, kernel_env=kernel_env,
-            zygote_env=zygote_env, preload=_preload(infos.values()),
+            zygote_env=zygote_env, preload=preload,
             kill_grace=options.kill_grace if options.kill_grace is not None else limits.kill_grace,
-            feedback=options.feedback, ipc=ipc)
+            feedback=options.feedback, ipc=ipc, zygote_socket=shared.listen)
         total = len(tasks)
         ordered = tasks
         pool = _Pool(workers, settings)  # fork before the progress bar starts its thread
@@ -1050,6 +1079,7 @@ def _grade_locked(course: _Course, limits: CourseGrade, options: GradeOptions,
             problems += pool.problems
         finally:
             bar.close()
+            shared.close()
             if not os.environ.get("COURSE_GRADE_KEEP"):
                 shutil.rmtree(workdir, ignore_errors=True)
     _write_json(_state_file(course, "status.json"), statuses)

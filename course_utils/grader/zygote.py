@@ -26,11 +26,13 @@ reads it. The zygote exits when its standard input closes, i.e. with its worker.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
 import select
 import signal
+import socket
 import sys
 import time
 import traceback
@@ -62,10 +64,17 @@ def _returncode(status: int) -> int:
     return os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
 
 
-def _child(request: dict[str, Any], snapshot: Any) -> None:  # pragma: no cover - forked child
-    """Become the kernel described by ``request``; never returns."""
+def _child(request: dict[str, Any], snapshot: Any, inherited: tuple[int, ...] = ()) -> None:  # pragma: no cover
+    """Become the kernel described by ``request``; never returns.
+
+    ``inherited`` are the server's sockets (its listener, other workers' connections):
+    closed first, so no kernel can take or answer another worker's requests.
+    """
     code = 1
     try:
+        for fd in inherited:
+            with contextlib.suppress(OSError):
+                os.close(fd)
         parent = os.getppid()
         if sys.platform.startswith("linux"):  # die with the zygote, even if it is SIGKILLed
             import ctypes
@@ -135,45 +144,85 @@ def main() -> int:
         snapshot, _ = _preload(request.get("preload", []))
         _child(request, snapshot)
     settings = json.loads(sys.stdin.readline() or "{}")
+    listener = _listen(settings.get("listen_fd"))  # clients may connect already, and wait for ready
     started = time.perf_counter()
     snapshot, failed = _preload(settings.get("preload", []))
-    out = sys.stdout
-    out.write(json.dumps({"ready": True, "pid": os.getpid(), "failed": failed,
-                          "cuda_initialized": _cuda_initialized(),
-                          "import_s": round(time.perf_counter() - started, 2)}) + "\n")
-    out.flush()
-    children: dict[int, str] = {}
+    ready = (json.dumps({"ready": True, "pid": os.getpid(), "failed": failed,
+                         "cuda_initialized": _cuda_initialized(),
+                         "import_s": round(time.perf_counter() - started, 2)}) + "\n").encode()
     stdin = sys.stdin.fileno()
-    buffer = b""
+    out = sys.stdout.buffer
+    out.write(ready)
+    out.flush()
+    # A client is a file descriptor to read requests from; its kernels die when it goes away.
+    clients: dict[int, _Client] = {stdin: _Client(stdin, out)}
+    children: dict[int, tuple[str, int]] = {}  # pid -> (status file, client fd)
     while True:
-        readable, _, _ = select.select([stdin], [], [], 0.05)
-        while children:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-            if pid == 0:
-                break
-            path = children.pop(pid, None)
-            if path:
-                _write_status(path, _returncode(status))
-        if not readable:
-            continue
-        chunk = os.read(stdin, 65536)
-        if not chunk:  # the worker is gone: take its kernels (and their children) along
-            for pid in children:
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            return 0
-        buffer += chunk
-        while b"\n" in buffer:
-            line, buffer = buffer.split(b"\n", 1)
-            request = json.loads(line)
-            pid = os.fork()
-            if pid == 0:
-                _child(request, snapshot)
-            children[pid] = request["status"]
-            out.write(json.dumps({"id": request["id"], "pid": pid}) + "\n")
-            out.flush()
+        waiting = [*clients, *([listener.fileno()] if listener else [])]
+        readable, _, _ = select.select(waiting, [], [], 0.05)
+        _reap(children)
+        for fd in readable:
+            if listener is not None and fd == listener.fileno():
+                conn, _ = listener.accept()
+                writer = conn.makefile("wb")
+                writer.write(ready)
+                writer.flush()
+                clients[conn.fileno()] = _Client(conn.fileno(), writer, conn)
+                continue
+            client = clients[fd]
+            chunk = os.read(fd, 65536)
+            if not chunk:  # that worker is gone: take its kernels (and their children) along
+                _kill([pid for pid, (_, owner) in children.items() if owner == fd])
+                del clients[fd]
+                client.close()
+                if fd == stdin:  # the owner is gone: everyone's kernels go too
+                    _kill(list(children))
+                    return 0
+                continue
+            client.buffer += chunk
+            while b"\n" in client.buffer:
+                line, client.buffer = client.buffer.split(b"\n", 1)
+                request = json.loads(line)
+                pid = os.fork()
+                if pid == 0:
+                    _child(request, snapshot, (*[c for c in clients if c != stdin],
+                                                *([listener.fileno()] if listener else [])))
+                children[pid] = (request["status"], fd)
+                client.writer.write((json.dumps({"id": request["id"], "pid": pid}) + "\n").encode())
+                client.writer.flush()
+
+
+class _Client:
+    def __init__(self, fd: int, writer: Any, conn: socket.socket | None = None) -> None:
+        self.fd, self.writer, self.conn, self.buffer = fd, writer, conn, b""
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.writer.close()
+            self.conn.close()
+
+
+def _listen(fd: int | None) -> socket.socket | None:
+    """The listening socket the grader bound and passed down (``None``: one worker's server)."""
+    return None if fd is None else socket.socket(fileno=fd)
+
+
+def _reap(children: dict[int, tuple[str, int]]) -> None:
+    while children:
+        pid, status = os.waitpid(-1, os.WNOHANG)
+        if pid == 0:
+            return
+        path, _ = children.pop(pid, ("", 0))
+        if path:
+            _write_status(path, _returncode(status))
+
+
+def _kill(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 if __name__ == "__main__":

@@ -170,3 +170,30 @@ def test_guard_restores_what_students_patch():
     for expected in ("numpy.allclose redefined", "name 'np' rebound", "builtin 'isinstance' shadowed",
                      "input_transformers_cleanup changed", "shell.custom_exceptions replaced"):
         assert expected in out, out
+
+
+def test_workers_share_one_fork_server_and_replace_it_when_it_dies(tmp_path):
+    """Do attached workers get the shared fork server, and a private one once it is gone (or missing)?"""
+    import os
+    import signal
+
+    from course_utils.grader.kernel import Zygote
+
+    env = dict(os.environ)
+    shared = Zygote(tmp_path / "shared", [], env, listen=str(tmp_path / "server.sock"))
+    worker = Zygote(tmp_path / "worker", [], env, attach=shared.listen)
+    lost = Zygote(tmp_path / "lost", [], env, attach=str(tmp_path / "nobody.sock"))
+    try:
+        assert worker.proc is None and worker.pid == shared.pid, "attached to the shared server"
+        assert lost.proc is not None and lost.pid != shared.pid, "no server there: a private one"
+        os.kill(shared.pid, signal.SIGKILL)
+        shared.proc.wait()
+        with pytest.raises((OSError, RuntimeError)):  # what spawn() catches before it restarts
+            worker._send({"id": 1})
+            worker._read()
+        assert not worker._alive()
+        worker._restart()
+        assert worker.proc is not None and worker.pid not in (shared.pid, lost.pid)
+    finally:
+        for zygote in (worker, lost, shared):
+            zygote.close()
