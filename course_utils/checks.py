@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from course_utils.diagnosis import diagnose, format_diagnoses
+
 # Helpers for graded cells that also run in the grader's judge (see course_utils.remote).
 from course_utils.remote import (
     fetch,
@@ -139,12 +141,18 @@ def check_close(
     mistakes: Mapping[str, Any] | None = None,
     hint: str = "",
     quiet: bool = False,
+    initial: Any = None,
+    batch_size: int | None = None,
 ) -> None:
     """Check that ``got`` matches ``expected`` entry by entry.
 
     ``mistakes`` maps a description of a classic mistake to the value that
-    mistake produces; a match is reported by name. ``hint`` is added to any
-    failure message.
+    mistake produces; a match is reported by name. Then the likely cause of
+    any other mismatch is named (:func:`course_utils.diagnosis.diagnose`: a
+    constant factor, swapped axes, a shift by one step, ...); ``initial`` (the
+    value before an update) and ``batch_size`` help it name an update never
+    applied and a factor of the batch size. ``hint`` is added to any failure
+    message.
     """
     if got is None:
         raise CheckError(f"{name}: got None. Did your function forget to `return` its result?")
@@ -158,25 +166,27 @@ def check_close(
         raise CheckError(f"{name}: expected an array or tensor, got {_describe(got)} ({err}).") from None
     e = to_numpy(expected)
     suffix = f"\nHint: {hint}" if hint else ""
+
+    def likely_causes() -> str:
+        return format_diagnoses(diagnose(got, expected, rtol=rtol, atol=atol, initial=initial, batch_size=batch_size))
+
     if g.shape != e.shape:
         message = f"{name}: expected shape {e.shape}, got shape {g.shape}."
-        if g.ndim == 2 and g.shape == e.shape[::-1]:
-            message += " The shape is transposed: check the order of the matrix product or a missing `.T`."
         named = _matching_mistake(g, mistakes, rtol, atol)
         if named:
             message += f"\nThis looks like a known mistake: {named}."
-        raise CheckError(message + suffix)
+        raise CheckError(message + likely_causes() + suffix)
     if not np.all(np.isfinite(g)) and np.all(np.isfinite(e)):
         raise CheckError(
             f"{name}: your result holds NaN or inf values. A learning rate that is too large, "
-            "or a division by zero, usually causes this." + suffix
+            "or a division by zero, usually causes this." + likely_causes() + suffix
         )
     if not np.allclose(g, e, rtol=rtol, atol=atol):
         message = f"{name}: values do not match.\n" + _differences(g, e, rtol, atol)
         named = _matching_mistake(g, mistakes, rtol, atol)
         if named:
             message += f"\nThis looks like a known mistake: {named}."
-        raise CheckError(message + suffix)
+        raise CheckError(message + likely_causes() + suffix)
     if not quiet:
         passed(name, f"max relative error {rel_error(g, e):.1e}")
 

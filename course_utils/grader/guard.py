@@ -51,7 +51,7 @@ MSG_TYPE = "course_guard_request"
 REPLY_TYPE = "course_guard_reply"
 # Packages whose every loaded module is protected, and single modules protected on their own.
 PROTECTED_PACKAGES = ("numpy", "torch")
-PROTECTED_MODULES = ("course_utils", "course_utils.checks", "course_utils.runtime")
+PROTECTED_MODULES = ("course_utils", "course_utils.checks", "course_utils.diagnosis", "course_utils.runtime")
 _MISSING = object()
 _CODE = operator.attrgetter("__code__")
 _DEFAULTS = operator.attrgetter("__defaults__")
