@@ -27,6 +27,11 @@ from course_utils.grader import command as grade_command
 __all__ = ["FETCHERS", "build_parser", "main"]
 
 
+
+def _plain(text: str) -> str:
+    """Docstring text for a terminal: reST literals (``x``) and roles (:func:`x`) as plain words."""
+    return re.sub(r":\w+:`~?([^`]+)`", r"\1", text).replace("``", "")
+
 def _lazy(module: str, function: str) -> Callable[[], str]:
     """A fetcher that imports its module only when `course fetch` runs it."""
 
@@ -126,7 +131,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="course", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="course", description=_plain(__doc__.split("\n\n")[0]))
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("sync", help="rebuild solution notebooks from their .py sources")

@@ -18,3 +18,12 @@ def test_lazy_package_names_still_work():
             "assert checks.__name__ == 'course_utils.checks' and callable(setup) and callable(budget); "
             "assert 'fast_mode' in dir(course_utils)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_help_texts_are_plain_text():
+    """Does `course --help` (and every subcommand's) read without reST markup such as ``x`` or :func:?"""
+    for args in ([], ["sync"], ["release"], ["fetch"], ["doctor"], ["grade"]):
+        result = subprocess.run([sys.executable, "-m", "course_utils", *args, "--help"],
+                                capture_output=True, text=True, check=True)
+        for markup in ("``", ":func:", ":class:", ":mod:"):
+            assert markup not in result.stdout, f"course {' '.join(args)} --help shows {markup!r}"
