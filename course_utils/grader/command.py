@@ -37,6 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="grade only this student (repeatable)")
     p.add_argument("-j", "--workers", type=int, default=None,
                    help="worker processes (default: the number of cores)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="grade on a Dask cluster: a scheduler address (tcp://host:8786), or 'local' for a "
+                        "LocalCluster of --workers processes (default: c.CourseGrade.scheduler, else the "
+                        "built-in process pool)")
     p.add_argument("--force", action="store_true", help="re-grade submissions already graded")
     p.add_argument("--timeout", type=int, default=None, help="seconds per cell (overrides config)")
     p.add_argument("--memory-mb", type=int, default=None, help="memory cap per kernel, MiB")
@@ -87,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     if args.demo:
         assignments = args.assignments or list(demo.DEMO_ASSIGNMENTS)
         report, expected, problems = demo.run_demo(
-            args.demo_dir, assignments, workers=args.workers, progress=not args.no_progress)
+            args.demo_dir, assignments, workers=args.workers, progress=not args.no_progress,
+            scheduler=args.scheduler)
         _print_report(report, args.details)
         if problems:
             print("\nNOT AS EXPECTED:\n  " + "\n  ".join(problems), file=sys.stderr)
@@ -100,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         students=args.students, workers=args.workers, force=args.force, timeout=args.timeout,
         memory_mb=args.memory_mb, network=True if args.allow_network else None,
         sandbox=not args.no_sandbox, fast=args.fast, feedback=not args.no_feedback,
-        csv_path=args.csv, progress=not args.no_progress)
+        csv_path=args.csv, progress=not args.no_progress, scheduler=args.scheduler)
     report = runner.grade(options)
     if not report.results:
         print(f"nothing to grade: no submitted/<student>/<assignment>/ folders in {report.course_dir}")

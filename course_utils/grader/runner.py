@@ -105,6 +105,9 @@ class CourseGrade(Configurable):  # type: ignore[misc]
     in_kernel_tests = List(Unicode(), [], help=(
         "Assignments whose graded cells still run in the student's kernel under the guard, "
         "not in the judge (tests not yet written for the judge).")).tag(config=True)
+    scheduler = Unicode("", help=(
+        "Grade on Dask: a scheduler address (tcp://host:8786) or 'local' for a LocalCluster; "
+        "empty: the built-in process pool.")).tag(config=True)
     withheld = Dict({}, help=(
         "assignment -> data files its students' kernels may not read while it is graded, as "
         "'dataset:file' (e.g. {'09_cifar10': ['cifar10:test_batch']}); the judge reads them.")).tag(config=True)
@@ -128,6 +131,7 @@ class GradeOptions:
     csv_path: Path | None = None
     progress: bool = True
     kill_grace: float | None = None
+    scheduler: str | None = None  # a Dask scheduler address, "local" (a LocalCluster), None: the config's
 
 
 @dataclass
@@ -1056,7 +1060,9 @@ def _grade_locked(course: _Course, limits: CourseGrade, options: GradeOptions,
         # imports the judge's, which the workers then inherit when they fork.
         shared = kernel.Zygote(workdir / "zygote", preload, zygote_env,
                                listen=str(workdir / "zygote" / "server.sock"))
-        _warm_judge(preload)
+        scheduler = options.scheduler if options.scheduler is not None else limits.scheduler
+        if not scheduler:
+            _warm_judge(preload)  # inherited by the pool's forked workers
         settings = _WorkerSettings(
             course=course, assignments=infos, workdir=workdir, sandbox=spec, kernel_env=kernel_env,
             zygote_env=zygote_env, preload=preload,
@@ -1064,7 +1070,12 @@ def _grade_locked(course: _Course, limits: CourseGrade, options: GradeOptions,
             feedback=options.feedback, ipc=ipc, zygote_socket=shared.listen)
         total = len(tasks)
         ordered = tasks
-        pool = _Pool(workers, settings)  # fork before the progress bar starts its thread
+        if scheduler:
+            from course_utils.grader.cluster import DaskPool
+
+            pool: _Pool | DaskPool = DaskPool(workers, settings, scheduler)
+        else:
+            pool = _Pool(workers, settings)  # fork before the progress bar starts its thread
         bar = _progress(total, options.progress)
 
         def on_result(result: dict[str, Any]) -> None:

@@ -1,0 +1,106 @@
+"""``course grade`` on a real Dask cluster: a scheduler and workers on 127.0.0.1, and a LocalCluster.
+
+The cluster test starts ``dask scheduler`` and two ``dask worker`` processes
+itself, runs ``course grade --demo --scheduler ADDRESS`` (whose own answer key
+checks every sample's scores and status) and kills one worker while it grades.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_utils import grading
+from course_utils.release import project_root
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("distributed")
+
+A = "01_numpy_backprop"
+
+
+def _dask(*args: str, log: Path) -> subprocess.Popen:
+    """A ``dask`` command (scheduler or worker) of this interpreter, its output in ``log``."""
+    return subprocess.Popen([str(Path(sys.executable).parent / "dask"), *args], stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT, env=grading.tool_env(), start_new_session=True)
+
+
+def _wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def test_demo_on_a_scheduler_and_two_workers_survives_a_killed_worker(tmp_path):
+    """With one of two workers killed mid-run, is every sample graded once, with its expected score and status?"""
+    scheduler_file = tmp_path / "scheduler.json"
+    procs = [_dask("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                   "--scheduler-file", str(scheduler_file), log=tmp_path / "scheduler.log")]
+    try:
+        address = _wait_for(lambda: scheduler_file.exists() and json.loads(scheduler_file.read_text())["address"],
+                            60, "the scheduler")
+        assert address.startswith("tcp://127.0.0.1:")
+        for n in (1, 2):
+            procs.append(_dask("worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--no-nanny",
+                               "--no-dashboard", "--name", f"w{n}", log=tmp_path / f"worker{n}.log"))
+        demo_dir = tmp_path / "demo"
+        grade = subprocess.Popen(
+            [sys.executable, "-m", "course_utils", "grade", "--demo", "--demo-dir", str(demo_dir),
+             "--scheduler", address, "--no-progress"],
+            cwd=project_root(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=grading.tool_env())
+        status = demo_dir / "autograded" / ".course_grade" / "status.json"
+
+        def graded() -> int:
+            try:
+                return sum("seconds" in v for v in json.loads(status.read_text()).values())
+            except (OSError, ValueError):
+                return 0
+
+        _wait_for(lambda: graded() >= 3, 600, "the first results")
+        os.killpg(procs[1].pid, signal.SIGKILL)  # worker 1, mid-run: its tasks go to worker 2
+        out, _ = grade.communicate(timeout=900)
+        assert grade.returncode == 0, out[-5000:]
+        assert "got exactly their expected scores" in out
+        with (demo_dir / "grades.csv").open() as fh:
+            rows = [(r["student"], r["assignment"]) for r in csv.DictReader(fh)]
+        assert len(rows) == len(set(rows)), "every submission once"
+        assert procs[1].poll() is not None and procs[2].poll() is None, "one worker killed, one left"
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+
+
+def test_local_cluster_gives_the_pools_scores(tmp_path):
+    """Does a LocalCluster grade a few submissions exactly as the built-in pool does?"""
+    course = grading.prepare_course(tmp_path / "course", [A])
+    release = nbformat.read(course / "release" / A / f"{A}.ipynb", as_version=4)
+    solution = nbformat.read(course / "source" / A / f"{A}.ipynb", as_version=4)
+    namespace: dict = {}
+    exec((project_root() / "solutions" / A / "mistakes.py").read_text(), namespace)  # noqa: S102
+    variants = {"correct": {}, **{k: m["replace"] for k, m in list(namespace["MISTAKES"].items())[:2]}}
+    for student, replace in variants.items():
+        grading.write_submission(course, student, A, grading.build_submission(release, solution, replace))
+    pool = {r.student: (r.scores, r.status) for r in grading.grade(course, [A], workers=2, feedback=False)}
+    dask = {r.student: (r.scores, r.status) for r in grading.grade(course, [A], workers=2, scheduler="local")}
+    assert dask == pool
+    assert sum(pool["correct"][0].values()) > sum(pool[next(iter(set(pool) - {"correct"}))][0].values())
+    assert all((course / "feedback" / s / A / f"{A}.html").is_file() for s in variants), "feedback written"
