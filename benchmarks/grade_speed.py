@@ -1,6 +1,6 @@
 """Plain sequential ``nbgrader autograde`` vs ``course grade --workers N`` on the same K submissions.
 
-Usage: ``python benchmarks/grade_speed.py [-k 8] [--workers 2] [--assignment 01_numpy_backprop]``
+Usage: ``python benchmarks/grade_speed.py [-k 8] [--workers 2] [--assignment 01_numpy_backprop] [--dask]``
 
 Builds one course with K submissions of an assignment (the reference solution
 and its typical mistakes, in turn), copies it twice and grades one copy with
@@ -12,7 +12,9 @@ Prints both wall times, the ratio, the judge's and kernel start's share, and the
 per-submission overhead over the notebook's own run time: the time its cells
 take in an interpreter that has already imported everything, i.e. what is left
 once kernel start, imports and grading machinery are taken away. Also checks
-that both graders gave the same scores.
+that both graders gave the same scores. ``--dask`` also grades a third copy with
+``course grade --scheduler local`` (a Dask LocalCluster of N worker processes) and
+prints its wall time against the built-in pool's.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ def main() -> int:
     parser.add_argument("--assignment", default="01_numpy_backprop")
     parser.add_argument("--threads", default="1", help="OMP_NUM_THREADS for every kernel")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--dask", action="store_true", help="also grade on a Dask LocalCluster")
     args = parser.parse_args()
 
     env = dict(os.environ, COURSE_FAST="1", MPLBACKEND="Agg", OMP_NUM_THREADS=args.threads,
@@ -126,6 +129,18 @@ def main() -> int:
               f"overhead {worker_s - own_s:5.2f} s over the notebook's own time")
         print(f"  of which: locked kernel start {kernel_s:5.2f} s, graded cells in the judge "
               f"{judge_s:5.2f} s (the tests themselves included) per submission")
+        if args.dask:
+            on_dask = work / "dask"
+            shutil.copytree(base, on_dask)
+            t_dask = timed([sys.executable, "-m", "course_utils", "grade", str(on_dask), "-a", args.assignment,
+                            "--workers", str(args.workers), "--force", "--no-progress", "--no-feedback",
+                            "--scheduler", "local"], ROOT, env)
+            print(f"course grade --scheduler local:  {t_dask:6.1f} s wall, {args.k / t_dask * 60:5.1f} "
+                  f"submissions/min (pool: {args.k / t_ours * 60:5.1f}); Dask takes "
+                  f"{t_dask / t_ours:.2f}x the pool's time")
+            if scores(on_dask, args.assignment) != scores(ours, args.assignment):
+                print("Dask and the pool gave DIFFERENT scores")
+                return 1
         if args.skip_baseline:
             return 0
         t_base = timed([sys.executable, "-m", "nbgrader", "autograde", args.assignment, "--create",

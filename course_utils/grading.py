@@ -20,7 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import nbformat
@@ -42,9 +42,8 @@ _SOLUTION_MARKER = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$")
 
 COURSE_CONFIG = '''\
 c = get_config()  # noqa: F821
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py", "runs"]
 c.Execute.timeout = {timeout}
-{choices}'''
+{choices}{settings}'''
 
 
 def solution_code(solution_nb: nbformat.NotebookNode) -> dict[str, str]:
@@ -84,25 +83,29 @@ def build_submission(
 
 
 def prepare_course(
-    course_dir: Path, assignments: list[str], *, root: Path | None = None, timeout: int = 600
+    course_dir: Path, assignments: Sequence[str], *, root: Path | None = None, timeout: int = 600,
+    settings: str = "",
 ) -> Path:
     """Create a course directory with the given assignments generated into it.
 
-    nbgrader's ``GenerateAssignment`` runs in-process (no interpreter start per
-    assignment) and writes the student versions to ``release/``.
+    The one sample-course builder (the tests, the demo and the benchmark use it): the
+    config repeats the course's own choices (ignore list, judge coverage, withheld data),
+    then ``settings`` (more config lines). nbgrader's ``GenerateAssignment`` runs
+    in-process (no interpreter start per assignment) and writes the student versions
+    to ``release/``.
     """
     from course_utils.grader.runner import course_choices, generate
 
     root = root or project_root()
     course_dir.mkdir(parents=True, exist_ok=True)
-    config = COURSE_CONFIG.format(timeout=timeout, choices=course_choices(root))
+    config = COURSE_CONFIG.format(timeout=timeout, choices=course_choices(root), settings=settings)
     (course_dir / "nbgrader_config.py").write_text(config)
     for name in assignments:
         target = course_dir / "source" / name
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(root / "solutions" / name, target, ignore=shutil.ignore_patterns("*.py"))
-    generate(course_dir, assignments, force=True, release_dir=course_dir / "release")
+    generate(course_dir, list(assignments), force=True, release_dir=course_dir / "release")
     return course_dir
 
 

@@ -18,7 +18,6 @@ For each demo assignment the project makes, from its reference solution:
 from __future__ import annotations
 
 import importlib.util
-import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +30,6 @@ from course_utils.grader.runner import (
     GradeOptions,
     GradeReport,
     SubmissionResult,
-    course_choices,
-    generate,
     grade,
 )
 from course_utils.release import normalise, project_root
@@ -50,14 +47,11 @@ __all__ = [
 ]
 
 DEMO_ASSIGNMENTS = ("01_numpy_backprop",)
-DEMO_CONFIG = '''\
-c = get_config()  # noqa: F821
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py", "runs"]
-c.Execute.timeout = {timeout}
+DEMO_SETTINGS = '''\
 c.CourseGrade.timeout = {timeout}
 c.CourseGrade.memory_mb = {memory_mb}
 c.CourseGrade.kill_grace = {kill_grace}
-{choices}c.CourseGrade.disk_mb = 64
+c.CourseGrade.disk_mb = 64
 c.CourseGrade.max_processes = 32
 c.CourseGrade.submission_timeout = 120
 '''
@@ -620,17 +614,10 @@ def build_demo_course(dest: Path, assignments: Sequence[str] = DEMO_ASSIGNMENTS,
         from course_utils.grader import sandbox
 
         locked = not sandbox.probe(sandbox.SandboxSpec(memory_mb=memory_mb))
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / "nbgrader_config.py").write_text(
-        DEMO_CONFIG.format(timeout=timeout, memory_mb=memory_mb, kill_grace=kill_grace,
-                           choices=course_choices(root)))
-    for name in assignments:
-        target = dest / "source" / name
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(root / "solutions" / name, target, ignore=shutil.ignore_patterns("*.py"))
-    generate(dest, assignments, release_dir=dest / "release")
-    from course_utils.grading import build_submission
+    from course_utils.grading import build_submission, prepare_course
 
+    prepare_course(dest, assignments, root=root, timeout=timeout,
+                   settings=DEMO_SETTINGS.format(timeout=timeout, memory_mb=memory_mb, kill_grace=kill_grace))
     everything = []
     for name in assignments:
         listed = samples(name, root, hostile=hostile, locked=locked)

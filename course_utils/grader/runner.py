@@ -190,9 +190,17 @@ _COURSE_CHOICES = ("in_kernel_tests", "withheld")
 
 
 def course_choices(root: Path) -> str:
-    """Config lines repeating the course's ``CourseGrade`` choices (judge coverage, withheld data)."""
-    section = _load_config(root).get("CourseGrade", {})
-    return "".join(f"c.CourseGrade.{key} = {section[key]!r}\n" for key in _COURSE_CHOICES if key in section)
+    """Config lines repeating the course's choices that a copy of it keeps.
+
+    Its ``CourseDirectory.ignore`` (files never released) and its ``CourseGrade`` choices
+    (judge coverage, withheld data): the demo's and the tests' courses read them from here.
+    """
+    config = _load_config(root)
+    lines = [f"c.CourseDirectory.ignore = {list(config.CourseDirectory.ignore)!r}\n"] \
+        if "ignore" in config.get("CourseDirectory", {}) else []
+    section = config.get("CourseGrade", {})
+    lines += [f"c.CourseGrade.{key} = {section[key]!r}\n" for key in _COURSE_CHOICES if key in section]
+    return "".join(lines)
 
 
 def _load_config(root: Path) -> Config:
