@@ -2,7 +2,7 @@
 
 ``course grade --scheduler ADDRESS`` (or ``c.CourseGrade.scheduler``) sends each
 submission to a Dask cluster as one task. A task runs on a Dask worker the same
-grading as the home-made pool does (:class:`course_utils.grader.runner._Worker`:
+grading as the home-made pool does (:class:`course_utils.grader.worker.Worker`:
 the locked kernel, the judge, nbgrader's autograde) and returns that submission's
 result; the client merges each result into the gradebook as it arrives.
 
@@ -31,7 +31,7 @@ from typing import Any
 
 __all__ = ["DaskPool", "finish_worker", "grade_task"]
 
-_WORKERS: dict[str, Any] = {}  # in a Dask worker process: run id -> its grading state (a runner._Worker)
+_WORKERS: dict[str, Any] = {}  # in a Dask worker process: run id -> its grading state (a worker.Worker)
 
 
 def _run_id(settings: Any) -> str:
@@ -40,11 +40,11 @@ def _run_id(settings: Any) -> str:
 
 def _worker_for(settings: Any) -> Any:
     """This process's grading state for the run of ``settings``, made on first use."""
-    from course_utils.grader.runner import _Worker
+    from course_utils.grader.worker import Worker
 
     run = _run_id(settings)
     if run not in _WORKERS:
-        _WORKERS[run] = _Worker(settings, os.getpid())
+        _WORKERS[run] = Worker(settings, os.getpid())
     return _WORKERS[run]
 
 
