@@ -606,7 +606,9 @@ def _grade_locked(course: _Course, limits: CourseGrade, options: GradeOptions,
         mtime = _submission_mtime(folder)
         previous = statuses.get(key)
         done = (course.autograded / student / name).is_dir()
-        if not options.force and previous and previous.get("mtime") == mtime and done:
+        # Done: graded from these files and merged ("seconds" is written with the merge), so a
+        # run stopped midway (client, scheduler or machine) picks up exactly where it stopped.
+        if not options.force and previous and previous.get("mtime") == mtime and "seconds" in previous and done:
             row = _row(course, student, info, name)
             row.codes = [c for c in previous["codes"] if c != "needs-manual"] + row.codes
             row.details, row.seconds, row.skipped = previous["details"], previous["seconds"], True

@@ -104,3 +104,29 @@ def test_local_cluster_gives_the_pools_scores(tmp_path):
     assert dask == pool
     assert sum(pool["correct"][0].values()) > sum(pool[next(iter(set(pool) - {"correct"}))][0].values())
     assert all((course / "feedback" / s / A / f"{A}.html").is_file() for s in variants), "feedback written"
+
+
+def test_a_run_stopped_midway_picks_up_where_it_stopped(tmp_path):
+    """After the client (and its LocalCluster) is killed mid-run, does a re-run grade only what is left, exactly?"""
+    course = grading.prepare_course(tmp_path / "course", [A])
+    release = nbformat.read(course / "release" / A / f"{A}.ipynb", as_version=4)
+    solution = nbformat.read(course / "source" / A / f"{A}.ipynb", as_version=4)
+    students = [f"student{i}" for i in range(5)]
+    for student in students:
+        grading.write_submission(course, student, A, grading.build_submission(release, solution, {}))
+    status = course / "autograded" / ".course_grade" / "status.json"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "course_utils", "grade", str(course), "--workers", "1", "--scheduler", "local",
+         "--no-progress", "--no-feedback"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=grading.tool_env(), start_new_session=True)
+    try:
+        _wait_for(lambda: status.exists() and sum("seconds" in v for v in json.loads(status.read_text()).values()) >= 2,
+                  300, "two merged results")
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    merged = {k for k, v in json.loads(status.read_text()).items() if "seconds" in v}
+    assert 2 <= len(merged) < len(students), "killed mid-run"
+    rows = grading.grade(course, [A], workers=2, force=False, feedback=False)
+    assert {r.student for r in rows if r.skipped} == {k.split("/")[0] for k in merged}
+    assert all(sum(r.scores.values()) == sum(r.max_scores.values()) for r in rows), "every one graded, exactly"
