@@ -90,7 +90,8 @@ w1_small = np.array([[1.0, -1.0, 0.5], [0.5, 1.0, -1.0]])
 w2_small = np.array([[1.0, 0.0], [-1.0, 2.0], [0.5, 1.0]])
 y_small = np.array([[1.0, 1.0], [0.0, 0.0], [2.0, -1.0]])
 
-y_pred_small, (h_small, h_relu_small) = two_layer_forward(x_small, w1_small, w2_small)
+with checks.explain_errors("two_layer_forward"):
+    y_pred_small, (h_small, h_relu_small) = two_layer_forward(x_small, w1_small, w2_small)
 checks.check_close("h = x @ w1", h_small, [[0.0, -3.0, 2.5], [1.0, 0.5, -0.75], [-1.5, 0.0, 0.5]],
                    mistakes={"w1 @ x instead of x @ w1 (or a transpose)": (x_small @ w1_small).T})
 checks.check_close("h_relu", h_relu_small, [[0.0, 0.0, 2.5], [1.0, 0.5, 0.0], [0.0, 0.0, 0.5]])
@@ -100,7 +101,9 @@ checks.check_close(
               "the ReLU is applied to the output instead of the hidden layer":
                   np.maximum(x_small @ w1_small @ w2_small, 0)},
 )
-checks.check_close("squared_error", squared_error(y_pred_small, y_small), 8.875,
+with checks.explain_errors("squared_error"):
+    loss_small = squared_error(y_pred_small, y_small)
+checks.check_close("squared_error", loss_small, 8.875,
                    mistakes={"you took the mean instead of the sum": 8.875 / 6,
                              "you forgot to square the difference": 3.0})
 
@@ -174,8 +177,13 @@ def loss_at_current_weights():
     return squared_error(two_layer_forward(x_gc, w1_gc, w2_gc)[0], y_gc)
 
 
-y_pred_gc, cache_gc = two_layer_forward(x_gc, w1_gc, w2_gc)
-grad_w1_gc, grad_w2_gc = two_layer_backward(x_gc, y_gc, y_pred_gc, cache_gc, w2_gc)
+x_off = np.abs(x_gc)
+w1_off = -np.abs(w1_gc)  # every h = x_off @ w1_off is negative: all ReLUs are off
+with checks.explain_errors("two_layer_backward"):
+    y_pred_gc, cache_gc = two_layer_forward(x_gc, w1_gc, w2_gc)
+    grad_w1_gc, grad_w2_gc = two_layer_backward(x_gc, y_gc, y_pred_gc, cache_gc, w2_gc)
+    y_pred_off, cache_off = two_layer_forward(x_off, w1_off, w2_gc)
+    grad_w1_off, _ = two_layer_backward(x_off, y_gc, y_pred_off, cache_off, w2_gc)
 for label, weight, analytic in [("grad_w2", w2_gc, grad_w2_gc), ("grad_w1", w1_gc, grad_w1_gc)]:
     numeric = checks.numeric_gradient(loss_at_current_weights, weight)
     checks.gradient_check(
@@ -184,10 +192,6 @@ for label, weight, analytic in [("grad_w2", w2_gc, grad_w2_gc), ("grad_w1", w1_g
                   "the sign is flipped: dL/dy_pred is 2 * (y_pred - y), not 2 * (y - y_pred)": -numeric},
     )
 
-x_off = np.abs(x_gc)
-w1_off = -np.abs(w1_gc)  # every h = x_off @ w1_off is negative: all ReLUs are off
-y_pred_off, cache_off = two_layer_forward(x_off, w1_off, w2_gc)
-grad_w1_off, _ = two_layer_backward(x_off, y_gc, y_pred_off, cache_off, w2_gc)
 checks.check_true(
     "ReLU mask", np.all(grad_w1_off == 0),
     "every hidden unit is off (h < 0), so grad_w1 must be all zeros, but yours is not. "
@@ -243,7 +247,8 @@ def sgd_step(params, grads, lr):
 w_a, w_b = np.ones((2, 3)), np.zeros(4)
 g_a, g_b = np.full((2, 3), 2.0), np.arange(4.0)
 before = {"w_a": w_a.copy(), "w_b": w_b.copy() + 1.0}  # w_b's first gradient entry is 0
-sgd_step([w_a, w_b], [g_a, g_b], lr=0.5)
+with checks.explain_errors("sgd_step"):
+    sgd_step([w_a, w_b], [g_a, g_b], lr=0.5)
 checks.check_params_updated("sgd_step", {"w_a": before["w_a"]}, {"w_a": w_a})
 checks.check_close("w_a after one step", w_a, np.zeros((2, 3)))
 checks.check_close("w_b after one step", w_b, [0.0, -0.5, -1.0, -1.5],
@@ -298,7 +303,8 @@ num_steps = budget(full=500, fast=200)
 lr = 1e-6
 w1 = rng.standard_normal((D_in, H))
 w2 = rng.standard_normal((H, D_out))
-losses = train(x, y, w1, w2, lr, num_steps)
+with checks.explain_errors("train"):
+    losses = train(x, y, w1, w2, lr, num_steps)
 
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.semilogy(losses)

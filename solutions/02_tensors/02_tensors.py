@@ -94,7 +94,8 @@ def independent_tensor(a, device, dtype=torch.float32):
 
 # %% nbgrader={"grade": false, "grade_id": "bridge-check", "locked": true, "schema_version": 3, "solution": false}
 arr = np.arange(6.0).reshape(2, 3)
-s = shared_tensor(arr)
+with checks.explain_errors("shared_tensor"):
+    s = shared_tensor(arr)
 checks.check_tensor("shared_tensor", s, shape=(2, 3), dtype=torch.float64)
 arr[1, 2] = -7.0
 checks.check_true(
@@ -104,7 +105,8 @@ checks.check_true(
 )
 
 arr32 = np.ones(3, dtype=np.float32)
-c = independent_tensor(arr32, device, torch.float32)
+with checks.explain_errors("independent_tensor"):
+    c = independent_tensor(arr32, device, torch.float32)
 checks.check_tensor("independent_tensor", c, shape=(3,), dtype=torch.float32, device=device)
 arr32[0] = 5.0
 checks.check_true(
@@ -292,22 +294,25 @@ def accuracy(scores, labels):
 
 # %% nbgrader={"grade": false, "grade_id": "reductions-check", "locked": true, "schema_version": 3, "solution": false}
 sq = torch.tensor([[1.0, 2.0, 3.0], [2.0, 4.0, 12.0], [0.0, 0.0, 3.0]])
+with checks.explain_errors("standardize"):
+    rows = standardize(sq, dim=1)
+    z = standardize(torch.randn(50, 4, device=device) * 3 + 7, dim=0)
 rows_expected = [[-1.2247449, 0.0, 1.2247449], [-0.9258201, -0.4629100, 1.3887301], [-0.7071068, -0.7071068, 1.4142136]]
 checks.check_close(
-    "standardize(x, dim=1)", standardize(sq, dim=1), rows_expected, rtol=1e-5,
+    "standardize(x, dim=1)", rows, rows_expected, rtol=1e-5,
     mistakes={"you reduced without keepdim=True, so the row statistics broadcast along the columns":
                   (sq - sq.mean(dim=1)) / sq.std(dim=1, correction=0),
               "you used the sample std (correction=1) instead of the population std":
                   (sq - sq.mean(dim=1, keepdim=True)) / sq.std(dim=1, keepdim=True)},
 )
-z = standardize(torch.randn(50, 4, device=device) * 3 + 7, dim=0)
 checks.check_true("standardize(x, dim=0): column means are 0", bool(z.mean(dim=0).abs().max() < 1e-5),
                   "after standardising along dim=0 every column should have mean 0.")
 checks.check_close("standardize(x, dim=0): column stds", z.std(dim=0, correction=0), torch.ones(4), rtol=1e-4)
 
 scores_small = torch.tensor([[0.1, 2.0, 0.3, 0.0], [1.5, 0.2, 0.1, 0.4], [0.0, 0.1, 3.0, 0.2], [0.9, 0.8, 0.7, 0.6]])
 labels_small = torch.tensor([1, 0, 2, 3])  # rows 0, 1 and 2 are right: accuracy 0.75
-acc = accuracy(scores_small, labels_small)
+with checks.explain_errors("accuracy"):
+    acc = accuracy(scores_small, labels_small)
 checks.check_true("accuracy is a Python float", isinstance(acc, float),
                   f"got {type(acc).__name__}; return a plain number with `.item()` (a float, not an int).")
 checks.check_close(
@@ -405,28 +410,27 @@ def loss_gc():
 
 
 x_off, w1_off = x_gc.abs(), -w1_gc.abs()  # every h < 0: nothing flows back to w1
+x_dev, y_dev = torch.randn(8, 5, device=device), torch.randn(8, 3, device=device)
+w1_dev, w2_dev = torch.randn(5, 6, device=device), torch.randn(6, 3, device=device)
 with checks.explain_errors("forward/backward"):
     y_pred_off, cache_off = forward(x_off, w1_off, w2_gc)
     grad_w1_off, _ = backward(x_off, y_gc, y_pred_off, cache_off, w2_gc)
+    y_pred_gc, cache_gc = forward(x_gc, w1_gc, w2_gc)
+    grad_w1_gc, grad_w2_gc = backward(x_gc, y_gc, y_pred_gc, cache_gc, w2_gc)
+    y_pred_dev, cache_dev = forward(x_dev, w1_dev, w2_dev)
+    grad_w1_dev, grad_w2_dev = backward(x_dev, y_dev, y_pred_dev, cache_dev, w2_dev)
 checks.check_true(
     "ReLU mask", bool((grad_w1_off == 0).all()),
     "all hidden units are off (h < 0), so grad_w1 must be zero. The ReLU mask is missing or "
     "taken from the wrong tensor: zero grad_h where h < 0 (h_relu is never negative).",
 )
 
-with checks.explain_errors("forward/backward"):
-    y_pred_gc, cache_gc = forward(x_gc, w1_gc, w2_gc)
-    grad_w1_gc, grad_w2_gc = backward(x_gc, y_gc, y_pred_gc, cache_gc, w2_gc)
 for label, weight, analytic in [("grad_w2", w2_gc, grad_w2_gc), ("grad_w1", w1_gc, grad_w1_gc)]:
     numeric = checks.numeric_gradient(loss_gc, weight)
     checks.gradient_check(label, loss_gc, weight, analytic,
                           mistakes={"you dropped the factor 2 of d(u^2)/du": numeric / 2,
                                     "the sign is flipped: use 2 * (y_pred - y)": -numeric})
 
-x_dev, y_dev = torch.randn(8, 5, device=device), torch.randn(8, 3, device=device)
-w1_dev, w2_dev = torch.randn(5, 6, device=device), torch.randn(6, 3, device=device)
-y_pred_dev, cache_dev = forward(x_dev, w1_dev, w2_dev)
-grad_w1_dev, grad_w2_dev = backward(x_dev, y_dev, y_pred_dev, cache_dev, w2_dev)
 checks.check_tensor("grad_w1 on device", grad_w1_dev, shape=(5, 6), dtype=torch.float32, device=device)
 checks.check_tensor("grad_w2 on device", grad_w2_dev, shape=(6, 3), dtype=torch.float32, device=device)
 
@@ -530,9 +534,9 @@ N, D_in, H, D_out = 64, 1000, 100, 10
 num_steps = budget(full=500, fast=200)
 x = torch.from_numpy(np.random.default_rng(0).standard_normal((N, D_in)))
 y = torch.from_numpy(np.random.default_rng(1).standard_normal((N, D_out)))
-w1, w2 = init_weights(D_in, H, D_out, device)
-before = checks.param_snapshot({"w1": w1, "w2": w2})
-with checks.explain_errors("train"):
+with checks.explain_errors("init_weights / train"):
+    w1, w2 = init_weights(D_in, H, D_out, device)
+    before = checks.param_snapshot({"w1": w1, "w2": w2})
     losses = train(x, y, w1, w2, lr=1e-6, num_steps=num_steps)
 
 fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -542,8 +546,9 @@ plt.show()
 print(f"loss: {losses[0]:.3g} at step 0 -> {losses[-1]:.3g} at step {len(losses) - 1}")
 
 # %% nbgrader={"grade": false, "grade_id": "train-check", "locked": true, "schema_version": 3, "solution": false}
+with checks.explain_errors("init_weights on another device"):
+    w_meta = init_weights(3, 4, 2, torch.device("meta"), torch.float64)
 checks.check_tensor("w1", w1, shape=(D_in, H), dtype=torch.float32, device=device)
-w_meta = init_weights(3, 4, 2, torch.device("meta"), torch.float64)
 checks.check_tensor("init_weights on another device: w1", w_meta[0], shape=(3, 4), dtype=torch.float64, device="meta")
 checks.check_tensor("init_weights on another device: w2", w_meta[1], shape=(4, 2), dtype=torch.float64, device="meta")
 checks.check_updated_in_place("train updates w1, w2", {"w1": w1, "w2": w2}, before)

@@ -130,24 +130,27 @@ def names_of(tensors, known):
     return [next((n for n, t in known.items() if t is s), "<unknown tensor>") for s in tensors]
 
 
-found = leaf_tensors(loss)
+a = torch.ones(2, requires_grad=True)
+c = torch.ones(2, requires_grad=True)
+twice = (a * a + c * a).sum()
+with checks.explain_errors("leaf_tensors"):
+    found = leaf_tensors(loss)
+    found_twice = leaf_tensors(twice)
+    found_alone = leaf_tensors(a)
 checks.check_true("leaf_tensors returns a list", isinstance(found, list), f"got {type(found).__name__}.")
 checks.check_true(
     "leaves of the layer's loss", names_of(found, {"W": W, "bias": bias}) == ["W", "bias"],
     f"expected [W, bias] (data tensors `inputs`, `targets` need no gradient), got "
     f"{names_of(found, {'W': W, 'bias': bias, 'inputs': inputs, 'targets': targets})}.",
 )
-a = torch.ones(2, requires_grad=True)
-c = torch.ones(2, requires_grad=True)
-twice = (a * a + c * a).sum()
-got = names_of(leaf_tensors(twice), {"a": a, "c": c})
+got = names_of(found_twice, {"a": a, "c": c})
 checks.check_true(
     "a tensor used several times is listed once", got == ["a", "c"],
     f"expected [a, c], got {got}. " + ("A tensor reached along several paths must appear once: "
                                        "remember which ones you have already seen." if got.count("a") > 1 else
                                        "Walk every input of every node, in order, all the way down."),
 )
-checks.check_true("a leaf on its own", names_of(leaf_tensors(a), {"a": a}) == ["a"],
+checks.check_true("a leaf on its own", names_of(found_alone, {"a": a}) == ["a"],
                   "a leaf that requires grad depends only on itself: return [output].")
 
 # %% nbgrader={"grade": true, "grade_id": "test-leaves", "locked": true, "points": 2, "schema_version": 3, "solution": false}
@@ -486,8 +489,9 @@ checks.check_autograd_function(
 
 # %% nbgrader={"grade": false, "grade_id": "function-plot", "locked": true, "schema_version": 3, "solution": false}
 grid = torch.linspace(-6, 6, 200, device=device, requires_grad=True)
-silu_out = SiLUFunction.apply(grid)
-silu_out.sum().backward()
+with checks.explain_errors("SiLUFunction on a grid"):
+    silu_out = SiLUFunction.apply(grid)
+    silu_out.sum().backward()
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.plot(grid.detach().cpu(), silu_out.detach().cpu(), label="SiLUFunction (yours)")
 ax.plot(grid.detach().cpu(), F.silu(grid).detach().cpu(), "--", label="F.silu (built-in)")

@@ -99,7 +99,8 @@ def structure(model):
             for m in model.children()]
 
 
-mlp = build_mlp([4, 8, 8, 3])
+with checks.explain_errors("build_mlp"):
+    mlp = build_mlp([4, 8, 8, 3])
 checks.check_true("build_mlp returns an nn.Sequential", isinstance(mlp, nn.Sequential),
                   f"got {type(mlp).__name__}.")
 got = structure(mlp)
@@ -480,13 +481,16 @@ def build_classifier(n_features, hidden, n_classes):
 
 
 # %% nbgrader={"grade": false, "grade_id": "classifier-check", "locked": true, "schema_version": 3, "solution": false}
-x_cls, y_cls = to_tensors(features_np, labels_np, device)
-torch.manual_seed(0)
-classifier = build_classifier(2, 64, 3).to(device)
+with checks.explain_errors("to_tensors / build_classifier"):
+    x_cls, y_cls = to_tensors(features_np, labels_np, device)
+    torch.manual_seed(0)
+    classifier = build_classifier(2, 64, 3).to(device)
 checks.check_tensor("features", x_cls, shape=(300, 2), dtype=torch.float32, device=device)
 checks.check_true("three linear layers", sum(isinstance(m, nn.Linear) for m in classifier.modules()) == 3,
                   "expected Linear -> ReLU -> Linear -> ReLU -> Linear.")
-checks.check_cross_entropy_inputs("classifier output and labels", classifier(x_cls), y_cls)
+with checks.explain_errors("the classifier's forward pass"):
+    scores_cls = classifier(x_cls)
+checks.check_cross_entropy_inputs("classifier output and labels", scores_cls, y_cls)
 checks.check_tensor("labels", y_cls, shape=(300,), dtype=torch.int64, device=device)
 checks.check_close("label values", y_cls, labels_np)
 
@@ -634,7 +638,8 @@ def init_linear_layers(model):
 torch.manual_seed(4)
 wide = nn.Sequential(nn.Linear(400, 300), nn.ReLU(), nn.Sequential(nn.Linear(300, 300), nn.ReLU()), nn.Linear(300, 10))
 ids_before = [id(p) for p in wide.parameters()]
-init_linear_layers(wide)
+with checks.explain_errors("init_linear_layers"):
+    init_linear_layers(wide)
 inner = wide[2][0]
 checks.check_true(
     "nested layer initialised", bool((inner.bias == 0).all()),
@@ -682,7 +687,8 @@ for label, std in [("N(0, 0.01^2): too small", 0.01), ("N(0, 0.2^2): too large",
             nn.init.normal_(m.weight, std=std)
             nn.init.zeros_(m.bias)
     curves[label] = activation_stds(deep, x_deep)
-init_linear_layers(deep)
+with checks.explain_errors("init_linear_layers"):
+    init_linear_layers(deep)
 curves["Kaiming (yours)"] = activation_stds(deep, x_deep)
 fig, ax = plt.subplots(figsize=(6, 3.5))
 for label, stds in curves.items():

@@ -128,9 +128,10 @@ g_const = torch.tensor([1.0, 0.5, -2.0], device=device)
 for nesterov, expected in [(False, 0.425), (True, 0.5125)]:
     p_demo = torch.tensor([1.0, -2.0, 0.0], device=device, requires_grad=True)
     v_demo = torch.zeros(3, device=device)
-    for _ in range(3):
-        p_demo.grad = g_const.clone()
-        momentum_step([p_demo], [v_demo], lr=0.1, momentum=0.5, nesterov=nesterov)
+    with checks.explain_errors(f"momentum_step (nesterov={nesterov})"):
+        for _ in range(3):
+            p_demo.grad = g_const.clone()
+            momentum_step([p_demo], [v_demo], lr=0.1, momentum=0.5, nesterov=nesterov)
     start = torch.tensor([1.0, -2.0, 0.0], device=device)
     checks.check_close(
         f"p after 3 steps (nesterov={nesterov})", p_demo, start - expected * g_const,
@@ -239,15 +240,16 @@ def fresh_grad(model):
 
 w0, g1 = tiny.weight.detach().clone(), fresh_grad(tiny)
 loss0 = loss_fn(tiny(xb), yb).item()
-out = train_step(tiny, loss_fn, tiny_opt, xb, yb)
+with checks.explain_errors("train_step"):
+    out = train_step(tiny, loss_fn, tiny_opt, xb, yb)
+    w1, g2 = tiny.weight.detach().clone(), fresh_grad(tiny)
+    train_step(tiny, loss_fn, tiny_opt, xb, yb)
 checks.check_true("returns a float", isinstance(out, float),
                   f"train_step should return loss.item(), a Python float; got {type(out).__name__}.")
 checks.check_close("returned loss", out, loss0, quiet=True)
-w1, g2 = tiny.weight.detach().clone(), fresh_grad(tiny)
 checks.check_close("weight after step 1", w1, w0 - 0.1 * g1,
                    mistakes={"the weights did not move: step() ran before backward(), or the gradients "
                              "were cleared between backward() and step()": w0})
-train_step(tiny, loss_fn, tiny_opt, xb, yb)
 checks.check_close("weight after step 2", tiny.weight, w1 - 0.1 * g2,
                    mistakes={"gradients never zeroed: backward() adds to .grad, so step 2 used g1 + g2. "
                              "Call optimizer.zero_grad() at the start of every step": w1 - 0.1 * (g1 + g2)})
@@ -416,7 +418,8 @@ def make_model_and_optimizer(device, lr=0.05):
 
 
 # %% nbgrader={"grade": false, "grade_id": "device-check", "locked": true, "schema_version": 3, "solution": false}
-model_d, opt_d = with_new_parameter_objects(make_model_and_optimizer, device, lr=0.01)
+with checks.explain_errors("make_model_and_optimizer"):
+    model_d, opt_d = with_new_parameter_objects(make_model_and_optimizer, device, lr=0.01)
 checks.check_optimizer_tracks_model("make_model_and_optimizer", model_d, opt_d)
 checks.check_true("model on device", all(p.device.type == device.type for p in model_d.parameters()),
                   f"the model's parameters should be on {device}; did you call model.to(device)?")
@@ -539,7 +542,8 @@ scheduler = torch.optim.lr_scheduler.StepLR(sched_opt, step_size=2, gamma=0.5)
 sched_batches = [(torch.randn(4, 3, device=device), torch.randn(4, 1, device=device)) for _ in range(3)]
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    sched_losses, sched_lrs = train_epochs(sched_model, loss_fn, sched_opt, scheduler, sched_batches, 5)
+    with checks.explain_errors("train_epochs"):
+        sched_losses, sched_lrs = train_epochs(sched_model, loss_fn, sched_opt, scheduler, sched_batches, 5)
 checks.check_true(
     "scheduler after optimizer",
     not any("before `optimizer.step()`" in str(w.message) for w in caught),

@@ -94,13 +94,15 @@ class TwoLayerNet(nn.Module):
 
 # %% nbgrader={"grade": false, "grade_id": "two-layer-check", "locked": true, "schema_version": 3, "solution": false}
 torch.manual_seed(0)
-two = TwoLayerNet(48, 5, 2).to(device)
+with checks.explain_errors("TwoLayerNet"):
+    two = TwoLayerNet(48, 5, 2).to(device)
 checks.check_registered("TwoLayerNet", two)
 n_two = sum(p.numel() for p in two.parameters())
 checks.check_true("parameter count", n_two == 257,
                   f"expected 257 parameters (48*5 + 5 + 5*2 + 2), model.parameters() holds {n_two}.")
 images = torch.randn(6, 3, 4, 4, device=device)
-out_two = checks.check_forward_shape("TwoLayerNet on images", two, images, (6, 2))
+with checks.explain_errors("TwoLayerNet forward"):
+    out_two = checks.check_forward_shape("TwoLayerNet on images", two, images, (6, 2))
 lin1, lin2 = [m for m in two.modules() if isinstance(m, nn.Linear)]
 flat = images.reshape(6, 48)
 checks.check_close("TwoLayerNet output", out_two, lin2(F.relu(lin1(flat))), rtol=1e-5, atol=1e-6,
@@ -213,12 +215,14 @@ class ThreeLayerConvNet(nn.Module):
 
 # %% nbgrader={"grade": false, "grade_id": "convnet-check", "locked": true, "schema_version": 3, "solution": false}
 torch.manual_seed(0)
-conv_net = ThreeLayerConvNet(3, 12, 8, 10).to(device)
+with checks.explain_errors("ThreeLayerConvNet"):
+    conv_net = ThreeLayerConvNet(3, 12, 8, 10).to(device)
 checks.check_registered("ThreeLayerConvNet", conv_net)
 batch = torch.randn(4, 3, 32, 32, device=device)
-out_conv = checks.check_forward_shape("ThreeLayerConvNet", conv_net, batch, (4, 10))
-checks.check_forward_shape("ThreeLayerConvNet on a channels_last batch", conv_net,
-                           batch.to(memory_format=torch.channels_last), (4, 10))
+with checks.explain_errors("ThreeLayerConvNet forward"):
+    out_conv = checks.check_forward_shape("ThreeLayerConvNet", conv_net, batch, (4, 10))
+    checks.check_forward_shape("ThreeLayerConvNet on a channels_last batch", conv_net,
+                               batch.to(memory_format=torch.channels_last), (4, 10))
 c1, c2 = [m for m in conv_net.modules() if isinstance(m, nn.Conv2d)]
 fc = next(m for m in conv_net.modules() if isinstance(m, nn.Linear))
 checks.check_true("kernel sizes and padding",
@@ -282,7 +286,8 @@ checks.passed("ThreeLayerConvNet forward")
 
 # %% nbgrader={"grade": false, "grade_id": "init-check", "locked": true, "schema_version": 3, "solution": false}
 torch.manual_seed(1)
-init_net = ThreeLayerConvNet(3, 12, 8, 10)
+with checks.explain_errors("ThreeLayerConvNet initialisation"):
+    init_net = ThreeLayerConvNet(3, 12, 8, 10)
 init_std = {}
 for name, layer in init_net.named_modules():
     if isinstance(layer, nn.Conv2d | nn.Linear):
@@ -362,16 +367,20 @@ def count_parameters(model, trainable_only=True):
 # 83 714 in all. `count_parameters` is checked on a small `nn.Sequential` with a frozen layer.
 
 # %% nbgrader={"grade": false, "grade_id": "count-check", "locked": true, "schema_version": 3, "solution": false}
-checks.check_close("convnet_param_count(3, 12, 8, 10)", convnet_param_count(3, 12, 8, 10), 83714,
+with checks.explain_errors("convnet_param_count"):
+    formula_count = convnet_param_count(3, 12, 8, 10)
+checks.check_close("convnet_param_count(3, 12, 8, 10)", formula_count, 83714,
                    mistakes={"the biases are not counted": 83684,
                              "the fc layer's input is channel_2, not channel_2 * image_size * image_size": 912 + 872 + 90,
                              "the fc input uses the size a conv without padding would leave (26 x 26 after 5x5 "
                              "and 3x3), but the padding keeps 32 x 32": 912 + 872 + 10 * 8 * 26 * 26 + 10})
 frozen_demo = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
 frozen_demo[0].requires_grad_(False)
-checks.check_close("count_parameters(all)", count_parameters(frozen_demo, trainable_only=False), 23,
+with checks.explain_errors("count_parameters"):
+    count_all, count_trainable = count_parameters(frozen_demo, trainable_only=False), count_parameters(frozen_demo)
+checks.check_close("count_parameters(all)", count_all, 23,
                    mistakes={"you counted tensors, not numbers: use p.numel()": 4})
-checks.check_close("count_parameters(trainable)", count_parameters(frozen_demo), 8,
+checks.check_close("count_parameters(trainable)", count_trainable, 8,
                    mistakes={"frozen parameters (requires_grad=False) were counted": 23})
 
 # %% nbgrader={"grade": true, "grade_id": "test-count", "locked": true, "points": 2, "schema_version": 3, "solution": false}
@@ -515,7 +524,8 @@ copy_net = make_bn_net(seed=2).eval()
 probe_batch = torch.randn(5, 3, 6, 6, device=device)
 with tempfile.TemporaryDirectory() as folder:
     path = Path(folder) / "weights.pt"
-    save_weights(original, path)
+    with checks.explain_errors("save_weights"):
+        save_weights(original, path)
     checks.check_true("file written", path.exists(), f"save_weights wrote nothing to {path}.")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
@@ -528,7 +538,8 @@ with tempfile.TemporaryDirectory() as folder:
     checks.check_true("every entry saved", not missing,
                       f"the file lacks {missing}. Buffers such as BatchNorm's running_mean/running_var "
                       "are in state_dict() but not in parameters(): save model.state_dict().")
-    returned = load_weights(copy_net, path)
+    with checks.explain_errors("load_weights"):
+        returned = load_weights(copy_net, path)
 checks.check_true("load_weights returns the model", returned is copy_net,
                   "load_weights should return the model it loaded into.")
 with torch.no_grad():

@@ -96,7 +96,8 @@ class DynamicNet(nn.Module):
 
 # %% nbgrader={"grade": false, "grade_id": "dynamic-check", "locked": true, "schema_version": 3, "solution": false}
 torch.manual_seed(0)
-net = DynamicNet(5, 8, 2).to(device)
+with checks.explain_errors("DynamicNet"):
+    net = DynamicNet(5, 8, 2).to(device)
 x_demo = torch.randn(4, 5, device=device)
 n_params = sum(p.numel() for p in net.parameters())
 checks.check_true("parameter count", n_params == 5 * 8 + 8 + 8 * 8 + 8 + 8 * 2 + 2,
@@ -106,8 +107,9 @@ for depth in range(4):
     h = F.relu(net.input_linear(x_demo))
     for _ in range(depth):
         h = F.relu(net.middle_linear(h))
-    checks.check_close(f"output at depth {depth}", net(x_demo, depth=depth), net.output_linear(h),
-                       rtol=1e-5, atol=1e-6, quiet=True)
+    with checks.explain_errors(f"DynamicNet forward at depth {depth}"):
+        out = net(x_demo, depth=depth)
+    checks.check_close(f"output at depth {depth}", out, net.output_linear(h), rtol=1e-5, atol=1e-6, quiet=True)
     checks.check_true(f"last_depth at depth {depth}", net.last_depth == depth,
                       f"after net(x, depth={depth}) last_depth should be {depth}, got {net.last_depth!r}.",
                       quiet=True)
@@ -168,9 +170,10 @@ checks.passed("DynamicNet forward")
 
 # %% nbgrader={"grade": false, "grade_id": "depth-check", "locked": true, "schema_version": 3, "solution": false}
 draws = []
-for _ in range(400):
-    net(x_demo)
-    draws.append(net.last_depth)
+with checks.explain_errors("DynamicNet forward at a random depth"):
+    for _ in range(400):
+        net(x_demo)
+        draws.append(net.last_depth)
 counts = np.bincount(draws, minlength=4)
 checks.check_true("depth range", set(draws) <= {0, 1, 2, 3} and len(counts) == 4,
                   f"depths must lie in 0..3, got values {sorted(set(draws))}.")
@@ -178,11 +181,12 @@ checks.check_true("every depth occurs", counts.min() > 50,
                   f"depth counts over 400 draws: {counts.tolist()}. Each of 0..3 should occur about 100 "
                   "times. Is the upper bound of torch.randint exclusive in your call (max_depth + 1)?")
 torch.manual_seed(12345)  # the global state changes: the model's own generator must not care
-replay = DynamicNet(5, 8, 2).to(device)
 replayed = []
-for _ in range(400):
-    replay(x_demo)
-    replayed.append(replay.last_depth)
+with checks.explain_errors("DynamicNet forward at a random depth"):
+    replay = DynamicNet(5, 8, 2).to(device)
+    for _ in range(400):
+        replay(x_demo)
+        replayed.append(replay.last_depth)
 checks.check_true("reproducible depths", replayed == draws,
                   "a second net with the same seed drew different depths. Draw with "
                   "generator=self.generator, not random.randint or the global torch RNG.")
@@ -277,14 +281,16 @@ def per_use_grads(model, x, y, loss_fn, depth):
 
 # %% nbgrader={"grade": false, "grade_id": "grad-check", "locked": true, "schema_version": 3, "solution": false}
 torch.manual_seed(1)
-grad_net = DynamicNet(5, 8, 2).to(device)
+with checks.explain_errors("DynamicNet"):
+    grad_net = DynamicNet(5, 8, 2).to(device)
 x_g, y_g = torch.randn(16, 5, device=device), torch.randn(16, 2, device=device)
 mse = nn.MSELoss()
 for depth in range(4):
     grad_net.zero_grad()
     mse(grad_net(x_g, depth=depth), y_g).backward()
     total = grad_net.middle_linear.weight.grad
-    parts = per_use_grads(grad_net, x_g, y_g, mse, depth)
+    with checks.explain_errors(f"per_use_grads at depth {depth}"):
+        parts = per_use_grads(grad_net, x_g, y_g, mse, depth)
     checks.check_true(f"number of contributions at depth {depth}", len(parts) == depth,
                       f"expected {depth} contributions (one per use), got {len(parts)}.", quiet=True)
     checks.check_true("hook removed", not grad_net.middle_linear._forward_hooks,
@@ -394,10 +400,11 @@ data_gen = torch.Generator().manual_seed(0)
 x_train = (torch.rand(256, 2, generator=data_gen) * 4 - 2).to(device)
 y_train = torch.sin(2 * x_train[:, :1]) * torch.cos(x_train[:, 1:])
 torch.manual_seed(config.seed)
-model = DynamicNet(2, 32, 1, seed=config.seed).to(device)
-optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)  # after the move (notebook 05)
-num_steps = budget(full=1500, fast=100)
-losses, depths = train_dynamic(model, x_train, y_train, nn.MSELoss(), optimizer, num_steps)
+with checks.explain_errors("train_dynamic"):
+    model = DynamicNet(2, 32, 1, seed=config.seed).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)  # after the move (notebook 05)
+    num_steps = budget(full=1500, fast=100)
+    losses, depths = train_dynamic(model, x_train, y_train, nn.MSELoss(), optimizer, num_steps)
 
 model.eval()
 with torch.no_grad():

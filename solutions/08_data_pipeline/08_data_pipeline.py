@@ -124,9 +124,11 @@ class CifarArrayDataset(Dataset):
 # %% nbgrader={"grade": false, "grade_id": "dataset-check", "locked": true, "schema_version": 3, "solution": false}
 tiny = np.arange(2 * 2 * 3 * 3, dtype=np.uint8).reshape(2, 2, 3, 3)  # 2 images, H=2, W=3, C=3
 tiny_labels = np.array([7, 1])
-tiny_set = CifarArrayDataset(tiny, tiny_labels)
-checks.check_true("len", len(tiny_set) == 2, f"len(dataset) should be the number of images, 2, got {len(tiny_set)}.")
-tiny_image, tiny_label = tiny_set[1]
+with checks.explain_errors("CifarArrayDataset"):
+    tiny_set = CifarArrayDataset(tiny, tiny_labels)
+    tiny_len = len(tiny_set)
+    tiny_image, tiny_label = tiny_set[1]
+checks.check_true("len", tiny_len == 2, f"len(dataset) should be the number of images, 2, got {tiny_len}.")
 checks.check_tensor("image 1", tiny_image, shape=(3, 2, 3), dtype=torch.float32)
 expected_image = np.array([[[18, 21, 24], [27, 30, 33]],
                            [[19, 22, 25], [28, 31, 34]],
@@ -139,12 +141,14 @@ checks.check_close(
 )
 checks.check_true("label 1", isinstance(tiny_label, int | np.integer) and tiny_label == 1,
                   f"expected the integer 1, got {tiny_label!r}.")
-shifted_image, _ = CifarArrayDataset(tiny, tiny_labels, transform=lambda t: t - 0.5)[1]
+with checks.explain_errors("CifarArrayDataset with a transform"):
+    shifted_image, _ = CifarArrayDataset(tiny, tiny_labels, transform=lambda t: t - 0.5)[1]
 checks.check_close("transform applied to the [0, 1] image", shifted_image, expected_image - 0.5, rtol=1e-6)
 
 to_float = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])  # torchvision's way
-checks.check_close("real image 0 vs torchvision", CifarArrayDataset(images_np, labels_np)[0][0],
-                   to_float(train_set[0][0]), rtol=1e-6)
+with checks.explain_errors("CifarArrayDataset on the CIFAR-10 arrays"):
+    real_image = CifarArrayDataset(images_np, labels_np)[0][0]
+checks.check_close("real image 0 vs torchvision", real_image, to_float(train_set[0][0]), rtol=1e-6)
 
 # %% nbgrader={"grade": true, "grade_id": "test-dataset", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 # Graded: the Dataset (hidden tests: other sizes, a non-square image, a transform, a DataLoader).
@@ -256,7 +260,8 @@ def channel_stats(images):
 stats_images = torch.zeros(2, 3, 2, 2, dtype=torch.uint8)
 stats_images[:, 1] = 255
 stats_images[1, 2] = 255
-stats_mean, stats_std = channel_stats(stats_images)
+with checks.explain_errors("channel_stats"):
+    stats_mean, stats_std = channel_stats(stats_images)
 checks.check_tensor("mean", stats_mean, shape=(3,), dtype=torch.float32)
 checks.check_close("mean", stats_mean, [0.0, 1.0, 0.5], atol=1e-6,
                    mistakes={"pixels not scaled to [0, 1]: divide by 255": [0.0, 255.0, 127.5]})
@@ -265,7 +270,8 @@ checks.check_close("std", stats_std, [0.0, 0.0, np.sqrt(2 / 7)], atol=0.04,
                    mistakes={"std averaged over images (mean of per-image stds), not over all pixels": [0.0, 0.0, 0.0],
                              "pixels not scaled to [0, 1]: divide by 255": [0.0, 0.0, 255 * np.sqrt(2 / 7)]},
                    hint="the standard deviation over all 8 values (0, 0, 0, 0, 1, 1, 1, 1) of channel 2.")
-real_mean, real_std = channel_stats(images_u8)
+with checks.explain_errors("channel_stats on the CIFAR-10 images"):
+    real_mean, real_std = channel_stats(images_u8)
 print(f"on {len(images_u8)} CIFAR-10 training images: mean {real_mean.numpy().round(4)}, std {real_std.numpy().round(4)}")
 checks.check_close("close to the published CIFAR-10 statistics", real_mean, cifar.MEAN, atol=0.01)
 
@@ -329,9 +335,10 @@ def loader_items(loader):
 
 
 numbers = TensorDataset(torch.arange(103))
-tl, vl = make_loaders(numbers, val_fraction=0.2, batch_size=16, seed=0)
-train_ids, train_sizes = loader_items(tl)
-val_ids, val_sizes = loader_items(vl)
+with checks.explain_errors("make_loaders"):
+    tl, vl = make_loaders(numbers, val_fraction=0.2, batch_size=16, seed=0)
+    train_ids, train_sizes = loader_items(tl)
+    val_ids, val_sizes = loader_items(vl)
 checks.check_true("split sizes", len(vl.dataset) == 20 and len(tl.dataset) == 83,
                   f"expected 83 training and 20 validation samples, got {len(tl.dataset)} and {len(vl.dataset)}.")
 checks.check_true("training batches", train_sizes == [16] * 5,
@@ -466,15 +473,18 @@ class DeviceLoader:
 
 # %% nbgrader={"grade": false, "grade_id": "device-check", "locked": true, "schema_version": 3, "solution": false}
 three_batches = [(torch.full((2, 3, 4, 4), 255, dtype=torch.uint8), torch.tensor([1, 2])) for _ in range(3)]
-wrapped = DeviceLoader(three_batches, torch.device("cpu"), preprocess=lambda x: x.float() / 255)
-checks.check_true("len", len(wrapped) == 3, f"len(DeviceLoader) should be the wrapped loader's 3, got {len(wrapped)}.")
-first_epoch, second_epoch = list(wrapped), list(wrapped)
+with checks.explain_errors("DeviceLoader"):
+    wrapped = DeviceLoader(three_batches, torch.device("cpu"), preprocess=lambda x: x.float() / 255)
+    wrapped_len = len(wrapped)
+    first_epoch, second_epoch = list(wrapped), list(wrapped)
+checks.check_true("len", wrapped_len == 3, f"len(DeviceLoader) should be the wrapped loader's 3, got {wrapped_len}.")
 checks.check_true("two epochs", len(first_epoch) == len(second_epoch) == 3,
                   f"the first pass gave {len(first_epoch)} batches and the second {len(second_epoch)}: "
                   "__iter__ must start a fresh pass each time (write it as a generator with `yield`).")
 checks.check_tensor("preprocessed x", first_epoch[0][0], shape=(2, 3, 4, 4), dtype=torch.float32)
 checks.check_close("preprocessed x", first_epoch[0][0], torch.ones(2, 3, 4, 4))
-on_meta = next(iter(DeviceLoader(three_batches, torch.device("meta"))))
+with checks.explain_errors("DeviceLoader to another device"):
+    on_meta = next(iter(DeviceLoader(three_batches, torch.device("meta"))))
 checks.check_true("x on the device", on_meta[0].device.type == "meta", f"x stayed on {on_meta[0].device}.")
 checks.check_true("y on the device", on_meta[1].device.type == "meta",
                   f"y stayed on {on_meta[1].device}: move the labels too, or the loss will fail with "
@@ -672,8 +682,9 @@ rec_batches = [(torch.randn(5, 4), torch.randint(0, 3, (5,))) for _ in range(3)]
 rec_writer = RecordingWriter()
 rec_optimizer = torch.optim.SGD(rec_model.parameters(), lr=0.1)
 rec_before = checks.param_snapshot(rec_model)
-rec_losses = [train_one_epoch(rec_model, rec_batches, rec_optimizer, nn.CrossEntropyLoss(), rec_writer, epoch)
-              for epoch in range(2)]
+with checks.explain_errors("train_one_epoch"):
+    rec_losses = [train_one_epoch(rec_model, rec_batches, rec_optimizer, nn.CrossEntropyLoss(), rec_writer, epoch)
+                  for epoch in range(2)]
 rec_steps = [step for _, _, step in rec_writer.calls]
 checks.check_true("one point per batch", len(rec_writer.calls) == 6,
                   f"expected 6 add_scalar calls (2 epochs x 3 batches), got {len(rec_writer.calls)}.")

@@ -130,7 +130,8 @@ def probe_batches(guesses, labels, sizes):
 
 probe = ProbeModel()
 probe.train()
-acc = check_accuracy(probe_batches([0, 1, 2, 0, 0, 0, 1, 2], [0, 1, 2, 0, 1, 2, 0, 0], [3, 3, 2]), probe)
+with checks.explain_errors("check_accuracy"):
+    acc = check_accuracy(probe_batches([0, 1, 2, 0, 0, 0, 1, 2], [0, 1, 2, 0, 1, 2, 0, 0], [3, 3, 2]), probe)
 checks.check_true("returns a float", isinstance(acc, float),
                   f"check_accuracy should return a Python float, got {type(acc).__name__}: use .item() and "
                   "float division.")
@@ -231,7 +232,9 @@ def zero_weight(shape):
 
 # %% nbgrader={"grade": false, "grade_id": "init-check", "locked": true, "schema_version": 3, "solution": false}
 torch.manual_seed(0)
-w_fc = random_weight((200, 50))
+with checks.explain_errors("random_weight"):
+    w_fc = random_weight((200, 50))
+    w_conv = random_weight((16, 8, 3, 3))
 checks.check_tensor("random_weight", w_fc, shape=(200, 50), dtype=torch.float32, device=device)
 checks.check_true("a leaf that requires grad", w_fc.is_leaf and w_fc.requires_grad,
                   "the weight must be a leaf tensor with requires_grad=True. "
@@ -242,11 +245,11 @@ checks.check_close("std for fan_in = 50", w_fc.std(), math.sqrt(2 / 50), rtol=0.
                    mistakes={"fan_in taken from shape[0] (that is fan_out)": math.sqrt(2 / 200),
                              "the variance 2 / fan_in used as the standard deviation (missing sqrt)": 2 / 50,
                              "plain standard normal, no Kaiming scaling": 1.0})
-w_conv = random_weight((16, 8, 3, 3))
 checks.check_close("std of a conv weight (fan_in = 8 * 3 * 3)", w_conv.std(), math.sqrt(2 / 72), rtol=0.1,
                    mistakes={"fan_in taken from shape[0] (that is fan_out)": math.sqrt(2 / 16),
                              "fan_in taken from shape[1] only, ignoring the kernel size": math.sqrt(2 / 8)})
-b = zero_weight((7,))
+with checks.explain_errors("zero_weight"):
+    b = zero_weight((7,))
 checks.check_tensor("zero_weight", b, shape=(7,), dtype=torch.float32, device=device)
 checks.check_true("zeros, leaf, requires grad", bool((b == 0).all()) and b.is_leaf and b.requires_grad,
                   "zero_weight should return zeros that are a leaf with requires_grad=True.")
@@ -321,7 +324,9 @@ def make_params(channel_1=6, channel_2=4, num_classes=10, size=32):
 
 torch.manual_seed(0)
 x_probe = torch.rand(2, 3, 32, 32, device=device)
-scores = checks.check_forward_shape("three_layer_convnet", lambda x: three_layer_convnet(x, make_params()), x_probe, (2, 10))
+with checks.explain_errors("three_layer_convnet"):
+    scores = checks.check_forward_shape("three_layer_convnet", lambda x: three_layer_convnet(x, make_params()),
+                                        x_probe, (2, 10))
 with torch.no_grad():
     zero_params = [torch.zeros_like(p) for p in make_params()]
     zero_params[5] = torch.arange(10.0, device=device)
@@ -438,9 +443,11 @@ class ThreeLayerConvNet(nn.Module):
 
 # %% nbgrader={"grade": false, "grade_id": "module-check", "locked": true, "schema_version": 3, "solution": false}
 torch.manual_seed(0)
-net = ThreeLayerConvNet(3, 12, 8, 10)
+with checks.explain_errors("ThreeLayerConvNet"):
+    net = ThreeLayerConvNet(3, 12, 8, 10)
 checks.check_registered("ThreeLayerConvNet", net)
-checks.check_forward_shape("ThreeLayerConvNet", net, torch.zeros(64, 3, 32, 32), (64, 10))
+with checks.explain_errors("ThreeLayerConvNet forward"):
+    checks.check_forward_shape("ThreeLayerConvNet", net, torch.zeros(64, 3, 32, 32), (64, 10))
 n_params = sum(p.numel() for p in net.parameters())
 checks.check_true("parameter count", n_params == (12 * 3 * 25 + 12) + (8 * 12 * 9 + 8) + (10 * 8 * 32 * 32 + 10),
                   f"expected {(12 * 3 * 25 + 12) + (8 * 12 * 9 + 8) + (10 * 8 * 32 * 32 + 10)} parameters "
@@ -538,7 +545,8 @@ fixed_x, fixed_y = x_batch[:32], y_batch[:32]
 torch.manual_seed(0)
 overfit_net = tiny_net().to(device)
 overfit_net.eval()
-fixed_losses = train(overfit_net, torch.optim.Adam(overfit_net.parameters(), lr=3e-3), [(fixed_x, fixed_y)] * 15)
+with checks.explain_errors("train"):
+    fixed_losses = train(overfit_net, torch.optim.Adam(overfit_net.parameters(), lr=3e-3), [(fixed_x, fixed_y)] * 15)
 checks.check_true("one loss per step", len(fixed_losses) == 15 and all(isinstance(v, float) for v in fixed_losses),
                   f"expected 15 float losses, got {len(fixed_losses)} values of types {sorted({type(v).__name__ for v in fixed_losses})}.")
 print(f"loss on one fixed batch: {fixed_losses[0]:.3f} -> {fixed_losses[-1]:.3f}")
@@ -548,7 +556,8 @@ checks.check_true("training mode", overfit_net.training,
                   "the model is still in evaluation mode: call model.train() at the start of each epoch.")
 
 frozen_net = tiny_net().to(device)
-train(frozen_net, torch.optim.SGD(frozen_net.parameters(), lr=0.0), [(fixed_x, fixed_y)] * 2)
+with checks.explain_errors("train"):
+    train(frozen_net, torch.optim.SGD(frozen_net.parameters(), lr=0.0), [(fixed_x, fixed_y)] * 2)
 one_step = tiny_net().to(device)
 one_step.load_state_dict(frozen_net.state_dict())
 F.cross_entropy(one_step(fixed_x), fixed_y).backward()
@@ -633,9 +642,11 @@ def sequential_convnet(in_channel, channel_1, channel_2, num_classes):
 
 # %% nbgrader={"grade": false, "grade_id": "sequential-check", "locked": true, "schema_version": 3, "solution": false}
 torch.manual_seed(0)
-seq = sequential_convnet(3, 12, 8, 10)
+with checks.explain_errors("sequential_convnet"):
+    seq = sequential_convnet(3, 12, 8, 10)
 checks.check_true("an nn.Sequential", isinstance(seq, nn.Sequential), f"expected nn.Sequential, got {type(seq).__name__}.")
-seq_scores = checks.check_forward_shape("sequential_convnet", seq, x_batch[:8].cpu(), (8, 10))
+with checks.explain_errors("sequential_convnet forward"):
+    seq_scores = checks.check_forward_shape("sequential_convnet", seq, x_batch[:8].cpu(), (8, 10))
 checks.check_cross_entropy_inputs("sequential_convnet output", seq_scores, y_batch[:8].cpu())
 seq_expected = (12 * 3 * 25 + 12) + (8 * 12 * 9 + 8) + (10 * 8 * 32 * 32 + 10)
 checks.check_true("parameter count", sum(p.numel() for p in seq.parameters()) == seq_expected,
@@ -713,13 +724,15 @@ def per_class_accuracy(cm):
 
 # %% nbgrader={"grade": false, "grade_id": "confusion-check", "locked": true, "schema_version": 3, "solution": false}
 # By hand: (true, predicted) pairs (0,0) (1,1) (2,1) (2,2) (2,2) (1,0).
-cm_small = confusion_matrix(torch.tensor([0, 1, 1, 2, 2, 0]), torch.tensor([0, 1, 2, 2, 2, 1]), 3)
+with checks.explain_errors("confusion_matrix"):
+    cm_small = confusion_matrix(torch.tensor([0, 1, 1, 2, 2, 0]), torch.tensor([0, 1, 2, 2, 2, 1]), 3)
 checks.check_tensor("confusion matrix", cm_small, shape=(3, 3), dtype=torch.int64)
 checks.check_close("confusion matrix", cm_small, [[1, 0, 0], [1, 1, 0], [0, 1, 2]],
                    mistakes={"transposed: rows must be the true class, columns the prediction":
                              [[1, 1, 0], [0, 1, 1], [0, 0, 2]]})
-checks.check_close("per-class accuracy", per_class_accuracy(torch.tensor([[1, 0, 0], [1, 1, 0], [0, 1, 2]])),
-                   [1.0, 0.5, 2 / 3],
+with checks.explain_errors("per_class_accuracy"):
+    per_class_small = per_class_accuracy(torch.tensor([[1, 0, 0], [1, 1, 0], [0, 1, 2]]))
+checks.check_close("per-class accuracy", per_class_small, [1.0, 0.5, 2 / 3],
                    mistakes={"divided by the column sums (that is precision, not per-class accuracy)": [0.5, 0.5, 1.0],
                              "integer division": [1, 0, 0]})
 
@@ -838,8 +851,9 @@ def train_my_model(model, x_train, y_train, time_limit):
 # %% nbgrader={"grade": false, "grade_id": "open-run", "locked": true, "schema_version": 3, "solution": false}
 torch.manual_seed(config.seed)
 start = time.perf_counter()
-my_model = build_my_model().to(device)
-train_my_model(my_model, x_train, y_train, TIME_LIMIT_S)
+with checks.explain_errors("build_my_model / train_my_model"):
+    my_model = build_my_model().to(device)
+    train_my_model(my_model, x_train, y_train, TIME_LIMIT_S)
 my_train_seconds = time.perf_counter() - start
 print(f"training took {my_train_seconds:.1f} s (limit {TIME_LIMIT_S} s); "
       f"{sum(p.numel() for p in my_model.parameters()):,} parameters")

@@ -143,13 +143,14 @@ def replace_head(model, num_classes):
 # %% nbgrader={"grade": false, "grade_id": "head-check", "locked": true, "schema_version": 3, "solution": false}
 probe_model = models.resnet18(weights=None)
 old_head = probe_model.fc
-probe_model = replace_head(probe_model, 2)
+with checks.explain_errors("replace_head"):
+    probe_model = replace_head(probe_model, 2)
 checks.check_true("replace_head returns the model", isinstance(probe_model, nn.Module),
                   "replace_head should return the model it changed.")
 checks.check_true("a new layer", probe_model.fc is not old_head and isinstance(probe_model.fc, nn.Linear),
                   "model.fc is still the old layer: assign a new nn.Linear to model.fc.")
 checks.check_shape("new head weight", probe_model.fc.weight, (2, 512))
-with torch.no_grad():
+with torch.no_grad(), checks.explain_errors("the model with its new head"):
     checks.check_shape("output of a batch of 3 images", probe_model.eval()(torch.randn(3, 3, 64, 64)), (3, 2))
 
 # %% nbgrader={"grade": true, "grade_id": "test-head", "locked": true, "points": 1, "schema_version": 3, "solution": false}
@@ -238,11 +239,13 @@ def count_trainable(model):
 check_model = models.resnet18(weights=None)
 check_model.fc = nn.Linear(512, 2)
 total = sum(p.numel() for p in check_model.parameters())
-set_trainable(check_model, "feature_extractor")
+with checks.explain_errors("set_trainable(model, 'feature_extractor')"):
+    set_trainable(check_model, "feature_extractor")
 checks.check_close("trainable parameters, feature extractor", count_trainable(check_model), 512 * 2 + 2,
                    mistakes={"the new head is frozen too: nothing trains": 0,
                              "the backbone is not frozen": total})
-set_trainable(check_model, "finetune")
+with checks.explain_errors("set_trainable(model, 'finetune')"):
+    set_trainable(check_model, "finetune")
 checks.check_close("trainable parameters, fine-tuning", count_trainable(check_model), total,
                    mistakes={"after freezing, fine-tuning must set requires_grad=True again everywhere": 1026})
 print(f"ResNet-18 with a 2-class head: {total:,} parameters; the feature extractor trains 1,026 of them.")
@@ -345,7 +348,8 @@ check_model.fc = nn.Linear(512, 2)
 trainable_ids = {id(p) for p in check_model.fc.parameters()}
 for p in check_model.parameters():
     p.requires_grad = id(p) in trainable_ids
-frozen_opt = make_optimizer(check_model, lr=0.01)
+with checks.explain_errors("make_optimizer"):
+    frozen_opt = make_optimizer(check_model, lr=0.01)
 held = optimizer_params(frozen_opt)
 checks.check_true("frozen body not in the optimizer", held <= trainable_ids,
                   f"the optimizer holds {len(held - trainable_ids)} frozen parameters: the frozen backbone is "
@@ -354,7 +358,8 @@ checks.check_true("head in the optimizer", trainable_ids <= held,
                   "the new head's parameters are missing from the optimizer, so the head never trains.")
 for p in check_model.parameters():
     p.requires_grad = True
-split_opt = make_optimizer(check_model, lr=0.01, body_lr=0.001)
+with checks.explain_errors("make_optimizer with body_lr"):
+    split_opt = make_optimizer(check_model, lr=0.01, body_lr=0.001)
 checks.check_true("two groups", sorted(describe_groups(split_opt)) == [(2, 0.01), (60, 0.001)],
                   f"expected a head group (2 tensors, lr 0.01) and a body group (60 tensors, lr 0.001); "
                   f"got (tensors, lr) = {describe_groups(split_opt)}.")
@@ -489,14 +494,15 @@ class BestWeights:
 
 # %% nbgrader={"grade": false, "grade_id": "best-check", "locked": true, "schema_version": 3, "solution": false}
 tiny = nn.Linear(3, 1)
-tracker = BestWeights()
 history_of_weights = []
-for epoch, score in enumerate([0.6, 0.8, 0.7]):
-    with torch.no_grad():
-        tiny.weight.add_(1.0)  # an optimizer step changes the weights in place
-    history_of_weights.append(tiny.weight.detach().clone())
-    tracker.update(tiny, score, epoch)
-tracker.restore(tiny)
+with checks.explain_errors("BestWeights"):
+    tracker = BestWeights()
+    for epoch, score in enumerate([0.6, 0.8, 0.7]):
+        with torch.no_grad():
+            tiny.weight.add_(1.0)  # an optimizer step changes the weights in place
+        history_of_weights.append(tiny.weight.detach().clone())
+        tracker.update(tiny, score, epoch)
+    tracker.restore(tiny)
 checks.check_true("best epoch", tracker.best_epoch == 1, f"best_epoch is {tracker.best_epoch}, expected 1 (score 0.8).")
 checks.check_close("restored weights", tiny.weight, history_of_weights[1],
                    mistakes={"the saved state_dict was not copied: it followed the model to the last epoch "
@@ -607,8 +613,9 @@ toy_loaders = {"train": DataLoader(TensorDataset(toy_x[:64], toy_y[:64]), batch_
                "val": DataLoader(TensorDataset(toy_x[64:], toy_y[64:]), batch_size=16)}
 toy_model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3))
 toy_opt = torch.optim.SGD(toy_model.parameters(), lr=0.1)
-toy_model, toy_history = train_model(toy_model, toy_loaders, nn.CrossEntropyLoss(), toy_opt,
-                                     StepLR(toy_opt, step_size=2, gamma=0.1), 4, torch.device("cpu"))
+with checks.explain_errors("train_model"):
+    toy_model, toy_history = train_model(toy_model, toy_loaders, nn.CrossEntropyLoss(), toy_opt,
+                                         StepLR(toy_opt, step_size=2, gamma=0.1), 4, torch.device("cpu"))
 checks.check_close("learning rate per epoch", toy_history["lr"], [0.1, 0.1, 0.01, 0.01], rtol=1e-6,
                    mistakes={"scheduler.step() is called every batch instead of once per epoch":
                                  [0.1, 0.001, 1e-5, 1e-7]})

@@ -205,9 +205,10 @@ def seen_by(rank, world_size, epoch, n_batches=False):
     return len(batches) if n_batches else [i for b in batches for i in b]
 
 
-for r in range(2):
-    print(f"rank {r}, epoch 0: {seen_by(r, 2, 0)}   epoch 1: {seen_by(r, 2, 1)}")
-rank0, rank1 = seen_by(0, 2, 0), seen_by(1, 2, 0)
+with checks.explain_errors("make_loader"):
+    for r in range(2):
+        print(f"rank {r}, epoch 0: {seen_by(r, 2, 0)}   epoch 1: {seen_by(r, 2, 1)}")
+    rank0, rank1 = seen_by(0, 2, 0), seen_by(1, 2, 0)
 checks.check_true("one shard per rank", len(rank0) == 6,
                   f"rank 0 saw {len(rank0)} of the 12 examples, not 6. If it saw all 12, the DataLoader "
                   "is not using the DistributedSampler (pass `sampler=...`, and no `shuffle=True`).")
@@ -298,8 +299,9 @@ def average_gradients(model):
 # %% nbgrader={"grade": false, "grade_id": "average-check", "locked": true, "schema_version": 3, "solution": false}
 step_case = {"seed": 0, "batch": 8, "steps": 2, "momentum": 0.9}
 one_process = distributed.flatten_params(distributed.reference_run(step_case))
-per_rank = distributed.launch("step", functions=[average_gradients], mode="average", cases=[step_case],
-                              backend="gloo", timeout=180)
+with checks.explain_errors("average_gradients"):
+    per_rank = distributed.launch("step", functions=[average_gradients], mode="average", cases=[step_case],
+                                  backend="gloo", timeout=180)
 rank_params = [distributed.flatten_params(result["cases"][0]["params"]) for result in per_rank]
 checks.check_true("the ranks agree", torch.allclose(rank_params[0], rank_params[1], atol=1e-6),
                   "the two processes ended with different weights: each stepped on the gradients of its own "
@@ -369,8 +371,9 @@ def train_step(model, optimizer, x, y):
 # same weights.
 
 # %% nbgrader={"grade": false, "grade_id": "train-step-check", "locked": true, "schema_version": 3, "solution": false}
-per_rank = distributed.launch("step", functions=[train_step], mode="ddp", cases=[step_case],
-                              backend="gloo", timeout=180)
+with checks.explain_errors("train_step"):
+    per_rank = distributed.launch("step", functions=[train_step], mode="ddp", cases=[step_case],
+                                  backend="gloo", timeout=180)
 for r, result in enumerate(per_rank):
     losses = result["cases"][0]["losses"]
     checks.check_true(f"rank {r}: returns the loss", all(isinstance(v, float) for v in losses),
