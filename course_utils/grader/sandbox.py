@@ -479,6 +479,7 @@ def lock(spec: SandboxSpec) -> list[str]:
         os.setgroups([])
         os.setresgid(_INNER_UID, _INNER_UID, _INNER_UID)
         os.setresuid(_INNER_UID, _INNER_UID, _INNER_UID)
+        _die_with_parent()  # a change of credentials clears the parent-death signal: set it again
     else:  # map our own uid, the one mapping an ordinary user may write
         with open("/proc/self/setgroups", "w") as fh:
             fh.write("deny")

@@ -44,6 +44,23 @@ def _wait_for(condition, timeout: float, what: str):
     raise TimeoutError(f"timed out waiting for {what}")
 
 
+@pytest.fixture(autouse=True)
+def _no_leftovers():
+    """A run these tests kill cannot clean up after itself: remove its folder and cgroups afterwards."""
+    import glob
+    import shutil
+    import tempfile
+
+    from course_utils.grader import sandbox
+
+    pattern = os.path.join(tempfile.gettempdir(), "course-grade-*")
+    before = set(glob.glob(pattern))
+    yield
+    for folder in set(glob.glob(pattern)) - before:
+        sandbox.remove_cgroups(os.path.basename(folder))
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)

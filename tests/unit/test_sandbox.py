@@ -215,6 +215,37 @@ def test_nothing_outlives_the_kernel(tmp_path):
     assert not os.path.isdir(f"/sys/fs/cgroup/memory/{name}"), "its cgroup is removed"
 
 
+@locked_only
+def test_a_killed_monitor_takes_the_kernel_along(tmp_path):
+    """When the process that locked the kernel is SIGKILLed (its fork server gone), do keeper and kernel die too?"""
+    import signal
+
+    cwd = tmp_path / "submission"
+    cwd.mkdir()
+    name = f"course-test-{os.getpid()}-{time.monotonic_ns()}"
+    spec = sandbox.SandboxSpec(cwd=str(cwd), readonly=sandbox.environment_paths(), cgroup=name,
+                               memory_mb=1024)
+    ready_r, ready_w = os.pipe()
+    monitor = os.fork()
+    if monitor == 0:  # pragma: no cover - becomes the monitor; the kernel sleeps
+        os.close(ready_r)
+        sandbox.lock(spec)
+        os.write(ready_w, b"1")
+        time.sleep(60)
+        os._exit(0)
+    os.close(ready_w)
+    assert os.read(ready_r, 1) == b"1"
+    assert len(_in_cgroups(name)) == 2, "the keeper and the kernel, in the kernel's cgroup"
+    os.kill(monitor, signal.SIGKILL)
+    os.waitpid(monitor, 0)
+    deadline = time.monotonic() + 10
+    while _in_cgroups(name) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = _in_cgroups(name)
+    sandbox.remove_cgroups(name)
+    assert left == [], "the keeper (an unprivileged user by now) and the kernel outlived the monitor"
+
+
 def test_probe_names_what_is_off():
     """Without the file-system layer the probe says which protections are off, in words."""
     missing = sandbox.probe(sandbox.SandboxSpec(filesystem=False, network=False))
