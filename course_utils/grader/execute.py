@@ -369,12 +369,13 @@ class GuardedExecute(Execute):  # type: ignore[misc]
                     verdict.incident = "kernel-died"
             else:
                 conn.setblocking(True)
+                own = self._own_names()  # the judge's imports: before the cell's clock starts
                 provisioner = getattr(self.km, "provisioner", None)
                 pid = getattr(provisioner, "pgid", None) or getattr(provisioner, "pid", None)
                 link = judge.Link(conn, time.monotonic() + self.timeout, judge.interrupter(pid),
                                   grace=self.kill_grace)
                 link.cell_starts = dict(self._cell_starts)
-                verdict = judge.run_test(source, link, self._own_names())
+                verdict = judge.run_test(source, link, own)
                 if not verdict.stuck and verdict.incident != "kernel-died":
                     link.end()
         finally:
