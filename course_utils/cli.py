@@ -59,17 +59,29 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     if args.check:
         stale = release.stale_notebooks()
         for path in stale:
-            print(f"stale: {path} (run `course sync`)")
+            print(f"out of step: {path} and its .py (run `course sync`)")
         return 1 if stale else 0
-    for path in release.sync():
-        print(f"rebuilt {path}")
+    prefer = {path: "source" for path in args.from_source} | {path: "notebook" for path in args.from_notebook}
+    try:
+        changes = release.sync(names=args.assignments or None, prefer=prefer)
+    except release.SyncConflict as err:
+        print(f"course sync: {err}", file=sys.stderr)
+        return 1
+    for path, what in changes:
+        print(f"{path}: {what}")
+    if not changes:
+        print("every solution's .py and .ipynb are in step")
     return 0
 
 
 def _cmd_release(args: argparse.Namespace) -> int:
     from course_utils import release
 
-    dest = release.release(args.assignments or None)
+    try:
+        dest = release.release(args.assignments or None)
+    except release.SyncConflict as err:
+        print(f"course release: refused, nothing released.\n{err}", file=sys.stderr)
+        return 1
     print(f"student notebooks written to {dest}")
     return 0
 
@@ -134,8 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="course", description=_plain(__doc__.split("\n\n")[0]))
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("sync", help="rebuild solution notebooks from their .py sources")
-    p.add_argument("--check", action="store_true", help="only report stale notebooks (exit 1)")
+    p = sub.add_parser(
+        "sync", help="bring each solution's .py and .ipynb in step, keeping the side that was edited"
+    )
+    p.add_argument("assignments", nargs="*", help="assignment names (default: all)")
+    p.add_argument("--check", action="store_true", help="only report pairs out of step (exit 1)")
+    p.add_argument("--from-source", action="append", default=[], metavar="FILE",
+                   help="when both sides of FILE's pair changed, keep the .py (repeatable)")
+    p.add_argument("--from-notebook", action="append", default=[], metavar="FILE",
+                   help="when both sides of FILE's pair changed, keep the .ipynb (repeatable)")
     p.set_defaults(func=_cmd_sync)
 
     p = sub.add_parser("release", help="regenerate the student notebooks with nbgrader")

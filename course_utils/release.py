@@ -1,10 +1,12 @@
 """Build solution notebooks from their sources and release student versions.
 
-Each assignment lives in ``solutions/<assignment>/``. Its one source is a
-jupytext percent file ``<assignment>.py`` whose ``# %%`` markers carry the
-nbgrader cell metadata, so a diff reads like a code diff. From it:
+Each assignment lives in ``solutions/<assignment>/``: a jupytext percent source
+``<assignment>.py`` (the reviewed file, whose ``# %%`` markers carry the nbgrader cell
+metadata) paired with ``<assignment>.ipynb`` (see :mod:`course_utils.pairing`: an edit
+on either side is kept). From them:
 
-* :func:`sync` writes ``solutions/<assignment>/<assignment>.ipynb`` (no outputs);
+* :func:`sync` brings every pair in step (refusing, with the file's name, when both
+  sides changed differently);
 * :func:`release` runs ``nbgrader generate_assignment`` to write the student
   version into ``notebooks/<assignment>/``.
 
@@ -13,27 +15,36 @@ Both are deterministic, so tests can rebuild them and compare.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
-import jupytext
 import nbformat
 
+from course_utils.pairing import (
+    KERNELSPEC,
+    Pair,
+    SyncConflict,
+    build_notebook,
+    normalise,
+    notebook_text,
+    pair_state,
+    recorded,
+    sync_pair,
+)
+
 __all__ = [
+    "KERNELSPEC",
+    "SyncConflict",
     "assignments",
     "build_notebook",
     "normalise",
+    "pairs",
     "project_root",
     "release",
     "stale_notebooks",
     "sync",
 ]
-
-KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
-# Metadata that changes between runs or tools and says nothing about content.
-_VOLATILE_CELL_KEYS = ("execution", "collapsed", "scrolled", "lines_to_next_cell", "trusted")
 
 
 def project_root() -> Path:
@@ -50,59 +61,51 @@ def assignments(root: Path | None = None) -> list[str]:
     return sorted(p.parent.name for p in (root / "solutions").glob("*/*.py") if p.stem == p.parent.name)
 
 
-def normalise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Drop outputs and volatile metadata so equal content compares equal."""
-    nb.metadata = nbformat.from_dict(
-        {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
-    )
-    for cell in nb.cells:
-        cell.pop("id", None)
-        for key in _VOLATILE_CELL_KEYS:
-            cell.metadata.pop(key, None)
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
-    nb.nbformat, nb.nbformat_minor = 4, 5
-    for index, cell in enumerate(nb.cells):
-        cell["id"] = f"cell-{index:03d}"
-    return nb
-
-
-def build_notebook(source: Path) -> nbformat.NotebookNode:
-    """Read a jupytext percent source into a clean, output-free notebook."""
-    return normalise(jupytext.read(source, fmt="py:percent"))
-
-
-def _write(nb: nbformat.NotebookNode, path: Path) -> None:
-    path.write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
-
-
-def _notebook_text(nb: nbformat.NotebookNode) -> str:
-    return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+def pairs(root: Path | None = None, names: list[str] | None = None) -> list[Pair]:
+    """The source/notebook pair of each assignment (all, or those in ``names``)."""
+    root = root or project_root()
+    return [Pair.of(root / "solutions" / name / f"{name}.py") for name in names or assignments(root)]
 
 
 def stale_notebooks(root: Path | None = None) -> list[Path]:
-    """Solution notebooks whose content differs from their jupytext source."""
-    root = root or project_root()
+    """Solution notebooks that are not exactly what :func:`sync` would leave."""
     stale = []
-    for name in assignments(root):
-        folder = root / "solutions" / name
-        target = folder / f"{name}.ipynb"
-        expected = _notebook_text(build_notebook(folder / f"{name}.py"))
-        if not target.exists() or target.read_text() != expected:
-            stale.append(target)
+    for pair in pairs(root):
+        try:
+            fine = pair_state(pair) == "in sync" and pair.notebook.read_text() == notebook_text(recorded(pair))
+        except SyncConflict:
+            fine = False
+        if not fine:
+            stale.append(pair.notebook)
     return stale
 
 
-def sync(root: Path | None = None) -> list[Path]:
-    """Rewrite every solution ``.ipynb`` from its source; return those that changed."""
-    root = root or project_root()
-    changed = stale_notebooks(root)
-    for target in changed:
-        _write(build_notebook(target.with_suffix(".py")), target)
-    return changed
+def sync(
+    root: Path | None = None, names: list[str] | None = None, *, prefer: dict[Path, str] | None = None
+) -> list[tuple[Path, str]]:
+    """Bring every pair in step; return ``(file written, what changed)`` for each change.
 
-
+    Pairs without a conflict are synced even when another has one; then the conflicts
+    are raised together (one :class:`SyncConflict`, naming every file). ``prefer`` maps a
+    pair's source or notebook path to the side (``"source"``/``"notebook"``) to keep.
+    """
+    prefer = {Path(k).resolve().with_suffix(""): v for k, v in (prefer or {}).items()}
+    done, conflicts = [], []
+    for pair in pairs(root, names):
+        try:
+            state, _ = sync_pair(pair, prefer=prefer.get(pair.source.resolve().with_suffix("")))
+        except SyncConflict as err:
+            conflicts.append(err)
+            continue
+        if state == "notebook changed":
+            done.append((pair.source, "rewritten from its notebook"))
+        elif state in ("source changed", "new"):
+            done.append((pair.notebook, "rebuilt from its source"))
+        elif state == "rewritten":
+            done.append((pair.notebook, "rewritten (no change of content)"))
+    if conflicts:
+        raise SyncConflict.combine(conflicts)
+    return done
 def release(
     names: list[str] | None = None, *, root: Path | None = None, dest: Path | None = None
 ) -> Path:
@@ -125,5 +128,5 @@ def release(
         if result.returncode != 0:
             raise RuntimeError(f"nbgrader generate_assignment {name} failed:\n{result.stderr}")
         for path in (dest / name).glob("*.ipynb"):
-            _write(normalise(nbformat.read(path, as_version=4)), path)
+            path.write_text(notebook_text(normalise(nbformat.read(path, as_version=4))))
     return dest
