@@ -2,7 +2,9 @@
 
 Subcommands:
 
-* ``course sync``     rebuild ``solutions/*/*.ipynb`` from their jupytext sources
+* ``course start``    copy a released assignment into your own ``work/`` folder (students)
+* ``course update``   say what a newer release changed; ``--apply`` brings it in, keeping your answers
+* ``course sync``     keep each solution's ``.py`` and ``.ipynb`` in step, whichever was edited
 * ``course release``  regenerate every student notebook in ``notebooks/`` with nbgrader
 * ``course fetch``    download every data set (and weight file) into the cache
 * ``course doctor``   print versions, device, data locations and extension status
@@ -86,6 +88,59 @@ def _cmd_release(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_start(args: argparse.Namespace) -> int:
+    from course_utils import workspace
+
+    try:
+        folder, new = workspace.start(args.assignment)
+        pending = sum(len(found) for found in workspace.changes(args.assignment).values())
+    except workspace.WorkspaceError as err:
+        print(f"course start: {err}", file=sys.stderr)
+        return 1
+    notebooks = ", ".join(str(p) for p in sorted(folder.glob("*.ipynb")))
+    if new:
+        print(f"started {args.assignment}: open {notebooks} in JupyterLab (your copy; updates never overwrite it)")
+    else:
+        print(f"{args.assignment} is already started: {notebooks} (left as it is)")
+        if pending:
+            print(f"the release has {pending} change(s) since: `course update {args.assignment}` shows them")
+    return 0
+
+
+def _cmd_update(args: argparse.Namespace) -> int:
+    from course_utils import workspace
+
+    names = args.assignments or sorted(p.name for p in workspace.work_root().glob("*") if p.is_dir())
+    if not names:
+        print("nothing started yet: `course start <assignment>` copies one into work/")
+        return 0
+    status = 0
+    for name in names:
+        try:
+            found = workspace.changes(name)
+            if not any(found.values()):
+                print(f"{name}: up to date")
+                continue
+            if not args.apply:
+                for notebook, items in found.items():
+                    print(f"{name}/{notebook}: {len(items)} change(s) in the release since you started:")
+                    for change in items:
+                        print(f"  {change}")
+                print(f"  `course update {name} --apply` brings them in: your answers and your own cells "
+                      "are kept, and your file is backed up first")
+                continue
+            for result in workspace.update(name):
+                if result.changes:
+                    print(f"{result.notebook}: {len(result.changes)} change(s) brought in, "
+                          f"{len(result.kept_answers)} answer(s) kept; the previous file is {result.backup}")
+                for orphan in result.orphans:
+                    print(f"  {orphan}: that exercise was removed; your answer stays, as an ordinary cell")
+        except workspace.WorkspaceError as err:
+            print(f"course update: {err}", file=sys.stderr)
+            status = 1
+    return status
+
+
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from course_utils import data
 
@@ -145,6 +200,16 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="course", description=_plain(__doc__.split("\n\n")[0]))
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("start", help="copy a released assignment into work/, your own folder")
+    p.add_argument("assignment", help="assignment name, e.g. 01_numpy_backprop")
+    p.set_defaults(func=_cmd_start)
+
+    p = sub.add_parser("update", help="what a newer release changed in your started assignments")
+    p.add_argument("assignments", nargs="*", help="assignment names (default: every started one)")
+    p.add_argument("--apply", action="store_true",
+                   help="bring the changes in, keeping your answers (the old file is backed up)")
+    p.set_defaults(func=_cmd_update)
 
     p = sub.add_parser(
         "sync", help="bring each solution's .py and .ipynb in step, keeping the side that was edited"
