@@ -12,9 +12,11 @@ When the student's answer is close to one of them, the message says so.
 from __future__ import annotations
 
 import linecache
+import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,7 +71,44 @@ _MAX_LISTED = 5
 
 
 class CheckError(AssertionError):
-    """A self-check failed; the message says what was wrong and what to try."""
+    """A self-check failed; the message says what was wrong and what to try.
+
+    In Jupyter it shows as its message first, then the lines of the notebook (or the
+    student's own files) it came from, without the frames of this library, NumPy or torch.
+    It is still an error output, so nbgrader's Validate and autograder count the cell as failed.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        """The traceback IPython shows for this error (IPython's hook for custom tracebacks)."""
+        message = str(self).splitlines() or [""]
+        lines = [f"\x1b[1;31mCheckError\x1b[0m: {message[0]}", *message[1:]]
+        cause = self.__cause__
+        if cause is not None:
+            lines += ["", f"It started as {type(cause).__name__}: {_error_line(cause)}",
+                      *_own_frames(cause.__traceback__)]
+        else:
+            lines += ["", *_own_frames(self.__traceback__)]
+        return lines
+
+
+_LIBRARY_FOLDERS = tuple(
+    str(Path(folder).resolve()) + os.sep
+    for folder in {Path(__file__).parent, Path(np.__file__).parent.parent, Path(os.__file__).parent}
+)
+
+
+def _own_frames(tb: Any) -> list[str]:
+    """``line N: code`` for each frame of ``tb`` in the notebook or the student's own files."""
+    shown = []
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not str(Path(filename).resolve()).startswith(_LIBRARY_FOLDERS) and not filename.startswith("<frozen"):
+            code = linecache.getline(filename, tb.tb_lineno).strip()
+            function = tb.tb_frame.f_code.co_name
+            place = "" if function == "<module>" else f" (in {function})"
+            shown.append(f"  line {tb.tb_lineno}{place}: {code}")
+        tb = tb.tb_next
+    return shown
 
 
 def passed(name: str, detail: str = "") -> None:

@@ -77,3 +77,25 @@ def test_gradient_check_names_the_missing_factor():
     x = np.array([1.0, 2.0])
     with pytest.raises(checks.CheckError, match="factor 2"):
         checks.gradient_check("g", lambda: np.sum(x**2), x, x, mistakes={"factor 2": x})
+
+
+def test_a_failed_check_shows_its_message_first_in_a_real_kernel():
+    """In Jupyter: message first, the notebook's lines, no library frames, and still an error output?"""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import torch\nfrom course_utils import checks"),
+        nbformat.v4.new_code_cell("checks.check_close('the loss', 2.0, 1.0)"),
+        nbformat.v4.new_code_cell("def forward(x):\n    return x @ torch.ones(3, 2)\n\n"
+                                  "with checks.explain_errors('forward'):\n    forward(torch.ones(2, 2))"),
+    ])
+    NotebookClient(nb, timeout=120, allow_errors=True, kernel_name="python3").execute()
+    for cell, started, line in ((nb.cells[1], None, "line 1: checks.check_close('the loss', 2.0, 1.0)"),
+                                (nb.cells[2], "It started as RuntimeError", "line 2 (in forward): return x @")):
+        (error,) = [out for out in cell.outputs if out.output_type == "error"]
+        text = "\n".join(error.traceback)
+        assert error.ename == "CheckError" and "CheckError" in error.traceback[0], text
+        assert ("the loss" if started is None else "forward") in error.traceback[0], text
+        assert "course_utils" not in text and "site-packages" not in text, text
+        assert line in text and (started is None or started in text), text
