@@ -46,6 +46,7 @@ from nbgrader import utils
 from nbgrader.preprocessors import ClearHiddenTests, Execute
 from traitlets import Bool, Dict, Float, Integer, List
 
+from course_utils.grader import upstream
 from course_utils.grader.guard import MSG_TYPE
 
 __all__ = ["INCIDENTS", "GuardedExecute", "HideHiddenTests", "Incident"]
@@ -149,6 +150,7 @@ class GuardedExecute(Execute):  # type: ignore[misc]
         self._cell_timeout = self.timeout
         self._kept = {"cell": 0, "notebook": 0, "capped": 0}
         self._cell_starts: dict[str, float] = {}  # grade_id -> when this cell started (seconds_since)
+        self._cell_log = upstream.CellLog()  # what each cell defined and whether it failed
         TIMINGS.clear()
         VERDICTS.clear()
         try:
@@ -318,6 +320,7 @@ class GuardedExecute(Execute):  # type: ignore[misc]
         if self._timed_out:
             self._record("timeout", name, f"cell {name!r} ran past the {self.timeout} s timeout "
                          "and was interrupted")
+        self._cell_log.record(name, cell)
         if any(o.output_type == "error" and o.get("ename") == "MemoryError" for o in cell.outputs):
             self._record("memory", name, f"cell {name!r} hit the memory cap (MemoryError)")
         if graded:
@@ -400,6 +403,9 @@ class GuardedExecute(Execute):  # type: ignore[misc]
             cell.outputs.append(NotebookNode(output_type="stream", name="stdout", text=text))
         if not verdict.passed:
             ename, evalue = verdict.error or ("TestFailed", "the test failed")
+            missing = upstream.missing_name(evalue)
+            if missing:
+                evalue = self._cell_log.explain(missing, asked_by_test=ename == "NameError") or evalue
             cell.outputs.append(_error_output(ename, evalue))
         cell.execution_count = None
         return cell

@@ -539,6 +539,8 @@ def run_test(source: str, link: Link, own: Mapping[str, Any]) -> Verdict:
     except KernelGone as err:
         verdict.error, verdict.incident = ("KernelDied", f"the kernel died while the test ran: {err}"), \
             "kernel-died"
+    except NameError as err:  # a name the kernel does not have: the grader says which (upstream.py)
+        verdict.error = ("NameError", f"name {err.name!r} is not defined" if err.name else str(err))
     except Exception as err:  # noqa: BLE001 - a failed test, whatever it raised
         verdict.error = _message(err, source, hidden)
     finally:

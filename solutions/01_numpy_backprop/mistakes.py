@@ -52,3 +52,17 @@ def train(x, y, w1, w2, lr, num_steps):
         "loses": ["test-backward", "test-train"],
     },
 }
+
+# A cell that does not run: its function is missing, and the graded cell says which cell to fix
+# (not a bare NameError); the training test uses reference functions, so it keeps its points.
+MISTAKES["sgd-cell-does-not-parse"] = {
+    "replace": {
+        "sgd": '''
+def sgd_step(params, grads, lr):
+    for p, g in zip(params, grads)
+        p -= lr * g
+''',
+    },
+    "loses": ["test-sgd"],
+    "says": {"test-sgd": "cell 'sgd', which defines it, failed"},
+}

@@ -149,6 +149,9 @@ def test_typical_mistakes_lose_exactly_their_cells(graded):
         want = {c: (0.0 if c in mistake["loses"] else float(p)) for c, p in POINTS.items()}
         assert rows[student].scores == want
         assert rows[student].status == "ok", rows[student].details
+        for cell, words in mistake.get("says", {}).items():
+            errors = [o.evalue for o in _outputs(graded[0], student, cell) if o.output_type == "error"]
+            assert errors and words in errors[-1], f"{student}/{cell}: feedback {errors} lacks {words!r}"
 
 
 def test_unknown_assignment_is_a_status_row(graded):
