@@ -15,8 +15,10 @@ Both are deterministic, so tests can rebuild them and compare.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -106,6 +108,8 @@ def sync(
     if conflicts:
         raise SyncConflict.combine(conflicts)
     return done
+
+
 def release(
     names: list[str] | None = None, *, root: Path | None = None, dest: Path | None = None
 ) -> Path:
@@ -113,20 +117,32 @@ def release(
 
     ``dest`` (default ``notebooks/``) may point elsewhere, e.g. a temporary
     folder for a test that compares a fresh release with the committed one.
+    A released notebook someone worked in (answers typed into ``notebooks/`` rather than
+    ``work/``) is moved to ``work/`` first (:func:`course_utils.workspace.rescue`).
     """
+    from course_utils import workspace
+
     root = root or project_root()
-    sync(root)
+    names = names or assignments(root)
+    sync(root, names)
     dest = (dest or root / "notebooks").resolve()
-    for name in names or assignments(root):
-        cmd = [
-            sys.executable, "-m", "nbgrader", "generate_assignment", name,
-            "--force", "--no-db", "--log-level=WARN",
-            f"--CourseDirectory.root={root}",
-            f"--CourseDirectory.release_directory={dest}",
-        ]
-        result = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"nbgrader generate_assignment {name} failed:\n{result.stderr}")
-        for path in (dest / name).glob("*.ipynb"):
-            path.write_text(notebook_text(normalise(nbformat.read(path, as_version=4))))
+    with tempfile.TemporaryDirectory(prefix="course-release-") as tmp:
+        for name in names:
+            cmd = [
+                sys.executable, "-m", "nbgrader", "generate_assignment", name,
+                "--force", "--no-db", "--log-level=WARN",
+                f"--CourseDirectory.root={root}",
+                f"--CourseDirectory.release_directory={tmp}",
+            ]
+            result = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(f"nbgrader generate_assignment {name} failed:\n{result.stderr}")
+            fresh = Path(tmp) / name
+            for path in fresh.glob("*.ipynb"):
+                path.write_text(notebook_text(normalise(nbformat.read(path, as_version=4))))
+            for saved in workspace.rescue(dest / name, workspace.work_root(root) / name):
+                print(f"{dest / name} held someone's work: kept in {saved}", file=sys.stderr)
+            if (dest / name).exists():
+                shutil.rmtree(dest / name)
+            shutil.copytree(fresh, dest / name)
     return dest

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import nbformat
 
-__all__ = ["Change", "WorkspaceError", "changes", "start", "update", "work_root"]
+__all__ = ["Change", "WorkspaceError", "changes", "has_work", "rescue", "start", "update", "work_root"]
 
 _BASE = ".released"
 _BACKUP = ".backup"
@@ -255,3 +255,41 @@ def update(name: str, root: Path | None = None) -> list[UpdateResult]:
         results.append(UpdateResult(mine_path, backup, found, kept, orphans))
     _set_base(release, target)
     return results
+
+
+def has_work(nb: nbformat.NotebookNode) -> bool:
+    """Did someone work in this released notebook: outputs, or an answer cell changed since release?"""
+    from nbgrader.utils import compute_checksum
+
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.get("outputs"):
+            return True
+        meta = cell.metadata.get("nbgrader") or {}
+        if meta.get("solution") and meta.get("checksum") and compute_checksum(cell) != meta["checksum"]:
+            return True
+    return False
+
+
+def rescue(release: Path, target: Path) -> list[Path]:
+    """Copy the notebooks of ``release`` that hold someone's work into the work folder ``target``.
+
+    Called before a release overwrites ``notebooks/<assignment>/``. A notebook goes to
+    ``target`` when the student has no copy there yet (it then updates like a fetched one),
+    else to ``target/.backup/``. Returns where each was kept.
+    """
+    kept = []
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for path in sorted(release.glob("*.ipynb")) if release.is_dir() else []:
+        try:
+            worked = has_work(nbformat.read(path, as_version=4))
+        except Exception:  # noqa: BLE001 - unreadable: keep it, it may be someone's
+            worked = True
+        if not worked:
+            continue
+        place = target / path.name
+        if place.exists():
+            place = target / _BACKUP / f"{path.stem}.from-notebooks.{stamp}.ipynb"
+        place.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, place)
+        kept.append(place)
+    return kept

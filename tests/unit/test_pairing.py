@@ -167,3 +167,18 @@ def test_formgraders_generate_uses_the_edited_source_and_matches_course_release(
     pair.source.write_text(pair.source.read_text() + "\n# %%\nprint('from the .py')\n")
     result = _generate(course)
     assert result.returncode != 0 and "both edited" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_course_release_keeps_answers_typed_into_notebooks(course):
+    """`course release` over a notebooks/ copy someone answered in: the answers end up in work/, not lost."""
+    released = release.release([NAME], root=course, dest=course / "notebooks")
+    path = released / NAME / f"{NAME}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution"))
+    cell.source = cell.source.replace("raise NotImplementedError()", "return 'my answer'")
+    nbformat.write(nb, path)
+    answered = path.read_bytes()
+    release.release([NAME], root=course, dest=course / "notebooks")
+    assert (course / "work" / NAME / f"{NAME}.ipynb").read_bytes() == answered
+    assert path.read_bytes() == (ROOT / "notebooks" / NAME / f"{NAME}.ipynb").read_bytes()

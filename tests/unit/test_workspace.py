@@ -145,3 +145,18 @@ def test_an_assignment_fetched_by_the_assignment_list_updates_too(course):
     assert answered in result.kept_answers
     sources = "\n".join(c.source for c in nbformat.read(_mine(course), as_version=4).cells)
     assert ANSWER in sources and "**Clarified:**" in sources
+
+
+def test_work_typed_into_notebooks_is_kept_before_a_release_overwrites_it(course):
+    """Answers typed into notebooks/ by mistake: recognised, and copied to work/ (or its backups)?"""
+    assert not workspace.has_work(nbformat.read(_released(course), as_version=4)), "a clean release is no one's work"
+    assert workspace.rescue(course / "notebooks" / NAME, course / "work" / NAME) == []
+    nb = nbformat.read(_released(course), as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution"))
+    cell.source = cell.source.replace("raise NotImplementedError()", "return 42")
+    nbformat.write(nb, _released(course))
+    assert workspace.has_work(nb)
+    (kept,) = workspace.rescue(course / "notebooks" / NAME, course / "work" / NAME)
+    assert kept == _mine(course) and kept.read_bytes() == _released(course).read_bytes()
+    (again,) = workspace.rescue(course / "notebooks" / NAME, course / "work" / NAME)
+    assert again.parent.name == ".backup" and again.read_bytes() == _released(course).read_bytes()
