@@ -116,19 +116,22 @@ class Zygote:
         self._reader, self._writer = self.proc.stdout, self.proc.stdin
         self._send({"preload": self.preload, "listen_fd": fd})
 
-    def _drop_attachment(self) -> None:
+    def _close_shared(self) -> None:
+        """Close the connection to the shared server; not alive any more, so the next spawn restarts."""
         if self._sock is not None:
             self._sock.close()
-        self._sock, self.attach = None, None
+        self._sock = None
+
+    def _drop_attachment(self) -> None:
+        self._close_shared()
+        self.attach = None
 
     def _send(self, message: dict[str, Any]) -> None:
         try:
             self._writer.write((json.dumps(message) + "\n").encode())
             self._writer.flush()
         except OSError:
-            if self._sock is not None:  # the shared server is gone
-                self._sock.close()
-                self._sock = None
+            self._close_shared()  # the shared server is gone
             raise
 
     def _alive(self) -> bool:
@@ -148,9 +151,7 @@ class Zygote:
         line = self._reader.readline()
         if not line:
             log = (self.workdir / "zygote.log").read_text(errors="replace")[-3000:]
-            if self._sock is not None:
-                self._sock.close()
-                self._sock = None  # not alive any more: the next spawn starts a private server
+            self._close_shared()  # the next spawn starts a private server
             raise RuntimeError(f"the kernel fork server exited:\n{log}")
         return json.loads(line)
 
