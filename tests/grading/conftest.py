@@ -1,6 +1,6 @@
 """Fixtures for nbgrader round trips, graded with ``course grade`` (parallel, contained).
 
-``round_trip(assignment) -> (scores, max_points)`` is the harness every
+``round_trip(assignment) -> RoundTrip(scores, max_points, course)`` is the harness every
 assignment's round-trip test uses. The first call grades, in one
 ``course grade`` run over the machine's cores, every assignment the session's
 round-trip tests ask for (one course, one worker pool, one ``import torch`` per
@@ -15,7 +15,7 @@ import functools
 import importlib.util
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import nbformat
 import pytest
@@ -49,24 +49,54 @@ def _kernels_locked() -> bool:
     return not sandbox.probe(sandbox.SandboxSpec())
 
 
+def _catalogue_module(assignment: str) -> Any:
+    path = project_root() / "solutions" / assignment / "mistakes.py"
+    spec = importlib.util.spec_from_file_location(f"mistakes_{assignment}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def load_mistakes(assignment: str) -> dict[str, dict[str, Any]]:
     """The MISTAKES table of ``solutions/<assignment>/mistakes.py``.
 
     Entries marked ``"locked": True`` attack the machine and lose their points only in a
     locked kernel: they are left out where the sandbox probe finds a protection missing.
     """
-    path = project_root() / "solutions" / assignment / "mistakes.py"
-    spec = importlib.util.spec_from_file_location(f"mistakes_{assignment}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return {name: m for name, m in module.MISTAKES.items() if not m.get("locked") or _kernels_locked()}
+    mistakes = _catalogue_module(assignment).MISTAKES
+    return {name: m for name, m in mistakes.items() if not m.get("locked") or _kernels_locked()}
+
+
+def load_alternatives(assignment: str) -> dict[str, dict[str, Any]]:
+    """The ALTERNATIVES table: correct answers written differently, each owed full marks."""
+    return dict(getattr(_catalogue_module(assignment), "ALTERNATIVES", {}))
+
+
+def alternative_packs(assignment: str) -> dict[str, list[str]]:
+    """ALTERNATIVES packed into few submissions: entries replacing disjoint cells share one.
+
+    Returns ``{student: [entry, ...]}``; every pack must get full marks.
+    """
+    packs: list[tuple[set[str], list[str]]] = []
+    for name, entry in load_alternatives(assignment).items():
+        cells = set(entry["replace"])
+        home = next((pack for pack in packs if not pack[0] & cells), None)
+        if home is None:
+            packs.append((set(cells), [name]))
+        else:
+            home[0].update(cells)
+            home[1].append(name)
+    return {f"alternatives-{index}": names for index, (_, names) in enumerate(packs, start=1)}
 
 
 def _write_submissions(course: Path, assignment: str) -> list[str]:
-    """correct, untouched and one submission per mistakes.py entry; returns the students."""
+    """correct, untouched, one per mistakes.py entry, and the packs of ALTERNATIVES; the students."""
     release_dir = course / "release" / assignment
     students: dict[str, dict[str, str] | None] = {"correct": {}, "untouched": None}
     students.update({name: m["replace"] for name, m in load_mistakes(assignment).items()})
+    alternatives = load_alternatives(assignment)
+    for student, names in alternative_packs(assignment).items():
+        students[student] = {cell: code for name in names for cell, code in alternatives[name]["replace"].items()}
     for nb_path in sorted(release_dir.glob("*.ipynb")):
         release_nb = nbformat.read(nb_path, as_version=4)
         solution_nb = nbformat.read(course / "source" / assignment / nb_path.name, as_version=4)
@@ -74,6 +104,36 @@ def _write_submissions(course: Path, assignment: str) -> list[str]:
             nb = release_nb if replace is None else grading.build_submission(release_nb, solution_nb, replace)
             grading.write_submission(course, student, assignment, nb, nb_path.stem)
     return list(students)
+
+
+def cell_text(notebook: Path, grade_id: str) -> str:
+    """Everything a cell of a graded notebook showed: printed text, error names and messages."""
+    nb = nbformat.read(notebook, as_version=4)
+    cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
+    if not cells:
+        raise KeyError(f"{notebook} has no cell {grade_id!r}")
+    parts = []
+    for out in cells[0].get("outputs", []):
+        if out.output_type == "stream":
+            parts.append(out.text)
+        elif out.output_type == "error":
+            parts.append(f"{out.ename}: {out.evalue}\n" + "\n".join(out.get("traceback", [])))
+        elif "text/plain" in out.get("data", {}):
+            parts.append(out["data"]["text/plain"])
+    return "\n".join(parts)
+
+
+class RoundTrip(NamedTuple):
+    """One assignment's round trip: scores per student per graded cell, max points, the graded course."""
+
+    scores: dict[str, dict[str, float]]
+    max_points: dict[str, float]
+    course: Path
+
+    def says(self, student: str, assignment: str, grade_id: str) -> str:
+        """What cell ``grade_id`` of ``student``'s autograded notebook showed."""
+        (notebook,) = (self.course / "autograded" / student / assignment).glob("*.ipynb")
+        return cell_text(notebook, grade_id)
 
 
 def _check(name: str, students: list[str], rows: list[Any]) -> tuple[Scores, dict[str, float]]:
@@ -91,8 +151,7 @@ def _check(name: str, students: list[str], rows: list[Any]) -> tuple[Scores, dic
     return {s: mine[s].scores for s in students}, mine["correct"].max_scores
 
 
-def grade_round_trips(course_dir: Path, assignments: list[str]
-                      ) -> dict[str, tuple[Scores, dict[str, float]] | Exception]:
+def grade_round_trips(course_dir: Path, assignments: list[str]) -> dict[str, RoundTrip | Exception]:
     """Autograde correct, untouched and every typical-mistake submission of each assignment.
 
     Returns, per assignment, (scores per student per graded cell, max points per
@@ -104,16 +163,16 @@ def grade_round_trips(course_dir: Path, assignments: list[str]
     course = grading.prepare_course(course_dir, assignments)
     students = {name: _write_submissions(course, name) for name in assignments}
     rows = grading.grade(course, assignments, feedback=False)
-    found: dict[str, tuple[Scores, dict[str, float]] | Exception] = {}
+    found: dict[str, RoundTrip | Exception] = {}
     for name in assignments:
         try:
-            found[name] = _check(name, students[name], rows)
+            found[name] = RoundTrip(*_check(name, students[name], rows), course)
         except Exception as err:  # noqa: BLE001 - reported by that assignment's test
             found[name] = err
     return found
 
 
-def grade_round_trip(tmp_path: Path, assignment: str) -> tuple[Scores, dict[str, float]]:
+def grade_round_trip(tmp_path: Path, assignment: str) -> RoundTrip:
     """One assignment's round trip in its own course directory."""
     result = grade_round_trips(tmp_path / "course", [assignment])[assignment]
     if isinstance(result, Exception):
@@ -127,9 +186,9 @@ class _RoundTrips:
     def __init__(self, wanted: list[str], tmp_path_factory: pytest.TempPathFactory) -> None:
         self.wanted = wanted
         self.factory = tmp_path_factory
-        self.results: dict[str, tuple[Scores, dict[str, float]] | Exception] = {}
+        self.results: dict[str, RoundTrip | Exception] = {}
 
-    def __call__(self, assignment: str) -> tuple[Scores, dict[str, float]]:
+    def __call__(self, assignment: str) -> RoundTrip:
         if assignment not in self.results:
             batch = [a for a in self.wanted if a not in self.results]
             if assignment not in batch:
@@ -154,5 +213,5 @@ def _round_trips(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 @pytest.fixture
 def round_trip(_round_trips: _RoundTrips):
-    """``round_trip(assignment) -> (scores per student per cell, max points per cell)``."""
+    """``round_trip(assignment) -> RoundTrip(scores, max_points, course)``."""
     return _round_trips

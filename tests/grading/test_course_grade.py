@@ -22,7 +22,7 @@ import pytest
 from course_utils.grader import demo, runner, sandbox
 from course_utils.release import project_root
 
-from .conftest import load_mistakes
+from .conftest import cell_text, load_mistakes
 
 pytestmark = pytest.mark.slow
 
@@ -150,8 +150,8 @@ def test_typical_mistakes_lose_exactly_their_cells(graded):
         assert rows[student].scores == want
         assert rows[student].status == "ok", rows[student].details
         for cell, words in mistake.get("says", {}).items():
-            errors = [o.evalue for o in _outputs(graded[0], student, cell) if o.output_type == "error"]
-            assert errors and words in errors[-1], f"{student}/{cell}: feedback {errors} lacks {words!r}"
+            text = cell_text(graded[0] / "autograded" / student / A / f"{A}.ipynb", cell)
+            assert words in text, f"{student}/{cell}: feedback lacks {words!r}:\n{text[-1500:]}"
 
 
 def test_unknown_assignment_is_a_status_row(graded):

@@ -1,16 +1,18 @@
 """Grading round trips with real nbgrader, one test per assignment.
 
 For each assignment: the reference solution gets full marks, the untouched
-student version gets zero, and each typical-mistake submission (from
+student version gets zero, each typical-mistake submission (from
 ``solutions/<assignment>/mistakes.py``) loses exactly the points of the cells
-it names and keeps every other cell's points.
+it names, keeps every other cell's points, and shows the words its ``says`` lists
+(in its self-checks' and graded cells' outputs), and every correct alternative
+(``ALTERNATIVES``) gets full marks.
 """
 
 import pytest
 
 from course_utils.release import assignments
 
-from .conftest import load_mistakes
+from .conftest import alternative_packs, load_mistakes
 
 pytestmark = pytest.mark.slow
 
@@ -18,13 +20,32 @@ pytestmark = pytest.mark.slow
 @pytest.mark.parametrize("assignment", assignments())
 def test_scores_are_exact(round_trip, assignment):
     """Does every simulated submission get exactly the score it deserves?"""
-    scores, max_points = round_trip(assignment)
+    scores, max_points, _ = round_trip(assignment)
     assert max_points, f"{assignment} has no graded cells"
     assert scores["correct"] == max_points, "the reference solution must get full marks"
     assert sum(scores["untouched"].values()) == 0, f"untouched notebook scored {scores['untouched']}"
     for student, mistake in load_mistakes(assignment).items():
         expected = {cell: (0.0 if cell in mistake["loses"] else pts) for cell, pts in max_points.items()}
         assert scores[student] == expected, f"{student}: got {scores[student]}, expected {expected}"
+
+
+@pytest.mark.parametrize("assignment", assignments())
+def test_correct_alternatives_get_full_marks(round_trip, assignment):
+    """Does every correct answer written differently (ALTERNATIVES) keep every point?"""
+    trip = round_trip(assignment)
+    for student, entries in alternative_packs(assignment).items():
+        lost = {cell: pts for cell, pts in trip.scores[student].items() if pts < trip.max_points[cell]}
+        assert not lost, f"correct alternatives {entries} lost points in {sorted(lost)}: a false zero"
+
+
+@pytest.mark.parametrize("assignment", assignments())
+def test_each_mistake_is_named_where_the_student_looks(round_trip, assignment):
+    """Does each mistake's self-check (or graded feedback) show the words its entry promises?"""
+    trip = round_trip(assignment)
+    for student, mistake in load_mistakes(assignment).items():
+        for cell, words in mistake.get("says", {}).items():
+            text = trip.says(student, assignment, cell)
+            assert words in text, f"{student}: cell {cell!r} should say {words!r}; it showed:\n{text[-1500:]}"
 
 
 @pytest.mark.parametrize("assignment", assignments())

@@ -62,12 +62,16 @@ def test_student_notebooks_hold_no_solutions_or_hidden_tests():
 def test_mistake_tables_name_real_cells():
     """Does every mistakes.py entry replace real solution cells and name real graded cells?"""
     from course_utils.grading import solution_code
-    from tests.grading.conftest import load_mistakes
+    from tests.grading.conftest import load_alternatives, load_mistakes
 
     for name in ASSIGNMENTS:
         nb = nbformat.read(ROOT / "solutions" / name / f"{name}.ipynb", as_version=4)
         solutions = set(solution_code(nb))
         graded = {c.metadata["nbgrader"]["grade_id"] for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+        every = {c.metadata["nbgrader"]["grade_id"] for c in nb.cells if c.metadata.get("nbgrader")}
         for student, mistake in load_mistakes(name).items():
             assert set(mistake["replace"]) <= solutions, f"{name}/{student}: unknown solution cells"
             assert set(mistake["loses"]) <= graded, f"{name}/{student}: unknown graded cells"
+            assert set(mistake.get("says", {})) <= every, f"{name}/{student}: 'says' names unknown cells"
+        for entry, alternative in load_alternatives(name).items():
+            assert set(alternative["replace"]) <= solutions, f"{name}/{entry}: unknown solution cells"
