@@ -1,4 +1,9 @@
-"""Test fixture: a real Jupyter server (with JupyterLab and nbgrader's extensions) on a free port."""
+"""Test fixture: a real Jupyter server (JupyterLab, nbgrader's extensions) on a free port.
+
+Used by the browser test (tests/browser) and the nbgrader UI test (tests/grading/test_formgrader.py).
+The server is isolated from this machine's Jupyter settings, draws plots inline, and is shut
+down with everything it started, whatever the test did.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -16,34 +20,46 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 from course_utils import release
 
 ROOT = release.project_root()
+POLL_S = 0.25
 
 
 @dataclass(frozen=True)
 class Server:
-    """A running server: its address, token and log file."""
+    """A running server: its address, token, root folder and log."""
 
     url: str
     token: str
+    root: Path
     log: Path
+    process: subprocess.Popen[bytes] = field(repr=False)
 
-    def request(self, path: str, data: dict[str, str] | None = None, method: str | None = None,
-                timeout: float = 120) -> object:
-        """GET (or POST ``data``) ``path`` with the token; the decoded JSON reply."""
+    def api(self, path: str, method: str = "GET", data: dict[str, str] | None = None,
+            timeout: float = 120) -> bytes:
+        """The raw reply to ``path`` (a POST when ``data`` is given), with the token."""
         body = urllib.parse.urlencode(data).encode() if data is not None else None
         req = urllib.request.Request(f"{self.url}/{path.lstrip('/')}", data=body, method=method,
                                      headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(req, timeout=timeout) as reply:
+            return reply.read()
+
+    def request(self, path: str, data: dict[str, str] | None = None, timeout: float = 120) -> object:
+        """The decoded JSON reply to ``path``; an HTTP error fails with the end of the server's log."""
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as reply:
-                return json.loads(reply.read().decode())
+            return json.loads(self.api(path, "POST" if data is not None else "GET", data, timeout))
         except urllib.error.HTTPError as err:
-            tail = self.log.read_text()[-3000:]
-            raise AssertionError(f"{path}: HTTP {err.code}; server log {self.log}:\n{tail}") from err
+            raise AssertionError(f"{path}: HTTP {err.code}; server log {self.log}:\n{self.log_tail()}") from err
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
 
 
 def _free_port() -> int:
@@ -68,40 +84,66 @@ def course_copy(target: Path, assignments: list[str]) -> Path:
     return target
 
 
+def _stop(server: Server) -> None:
+    """Shut the server down through its API, then make sure it and its kernels are gone."""
+    try:
+        family = psutil.Process(server.process.pid).children(recursive=True)
+    except psutil.Error:
+        family = []
+    with contextlib.suppress(OSError):
+        server.api("api/shutdown", method="POST", timeout=10)
+    try:
+        server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+    for child in family:
+        with contextlib.suppress(psutil.Error):  # already gone, as it should be
+            child.kill()
+    psutil.wait_procs(family, timeout=10)
+
+
 @contextlib.contextmanager
-def jupyter_server(root: Path, *, app: str = "server", env: dict[str, str] | None = None,
-                   startup_s: float = 90) -> Iterator[Server]:
-    """Run ``jupyter <app>`` (``server`` or ``lab``) in ``root`` until the block ends; kill it and its kernels."""
-    port, token = _free_port(), secrets.token_hex(16)
-    log = root.parent / f"jupyter-{port}.log"
-    cmd = [sys.executable, "-m", "jupyter", app, "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-           f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.allow_root=True"]
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=root, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, **(env or {})}, start_new_session=True)
-    server = Server(f"http://127.0.0.1:{port}", token, log)
+def jupyter_server(root: Path, *, app: str = "server", startup_s: float = 90) -> Iterator[Server]:
+    """Run ``jupyter <app>`` (``server`` or ``lab``) in ``root`` until the block ends.
+
+    Its cwd is ``root`` (nbgrader's handlers read ``nbgrader_config.py`` from there); Jupyter's
+    config, runtime, settings and IPython folders live beside ``root``; no MPLBACKEND, so a
+    kernel draws inline; no "a newer JupyterLab is available" notice.
+    """
+    home = root.parent / f"{root.name}-jupyter"
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    env.update(JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+               JUPYTERLAB_SETTINGS_DIR=str(home / "lab-settings"),
+               JUPYTERLAB_WORKSPACES_DIR=str(home / "lab-workspaces"), IPYTHONDIR=str(home / "ipython"))
+    port, token = _free_port(), secrets.token_hex(24)
+    log = root.parent / f"{root.name}-jupyter-{app}.log"
+    cmd = [sys.executable, "-m", "jupyter", app, "--no-browser", "--allow-root", "--ip=127.0.0.1",
+           f"--port={port}", "--port-retries=0", f"--IdentityProvider.token={token}",
+           f"--ServerApp.root_dir={root}"]
+    if app == "lab":
+        cmd.append("--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate")
+    with log.open("wb") as out:
+        process = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    server = Server(f"http://127.0.0.1:{port}", token, root, log, process)
     try:
         deadline = time.monotonic() + startup_s
         while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"jupyter {app} exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
             try:
-                server.request("api/status", timeout=5)
+                json.loads(server.api("api/status", timeout=2))
                 break
-            except (OSError, AssertionError) as err:
-                if time.monotonic() > deadline:
-                    tail = log.read_text()[-3000:]
-                    raise RuntimeError(f"jupyter {app} did not answer in {startup_s} s:\n{tail}") from err
-                time.sleep(0.5)
+            except (OSError, ValueError):
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"jupyter {app} did not answer /api/status on port {port} within "
+                                     f"{startup_s} s (exit code {process.poll()}); its log ({log}) ends:\n"
+                                     f"{server.log_tail()}")
+            time.sleep(POLL_S)
         yield server
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        with contextlib.suppress(ProcessLookupError):  # kernels started in the server's session
-            os.killpg(proc.pid, signal.SIGKILL)
+        _stop(server)
