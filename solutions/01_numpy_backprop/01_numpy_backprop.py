@@ -93,8 +93,13 @@ y_small = np.array([[1.0, 1.0], [0.0, 0.0], [2.0, -1.0]])
 with checks.explain_errors("two_layer_forward"):
     y_pred_small, (h_small, h_relu_small) = two_layer_forward(x_small, w1_small, w2_small)
 checks.check_close("h = x @ w1", h_small, [[0.0, -3.0, 2.5], [1.0, 0.5, -0.75], [-1.5, 0.0, 0.5]],
-                   mistakes={"w1 @ x instead of x @ w1 (or a transpose)": (x_small @ w1_small).T})
-checks.check_close("h_relu", h_relu_small, [[0.0, 0.0, 2.5], [1.0, 0.5, 0.0], [0.0, 0.0, 0.5]])
+                   mistakes={"a transpose too many: h should be x @ w1, of shape (N, H)": (x_small @ w1_small).T})
+checks.check_close(
+    "h_relu", h_relu_small, [[0.0, 0.0, 2.5], [1.0, 0.5, 0.0], [0.0, 0.0, 0.5]],
+    mistakes={"you forgot the ReLU: h_relu is still h, negative entries included": h_small,
+              "np.max(h, 0) is the largest entry of each column (a reduction along axis 0), "
+              "not the ReLU: np.maximum(h, 0) compares every entry with 0": np.max(h_small, 0)},
+)
 checks.check_close(
     "y_pred", y_pred_small, [[1.25, 2.5], [0.5, 1.0], [0.25, 0.5]],
     mistakes={"you forgot the ReLU: y_pred = (x @ w1) @ w2": x_small @ w1_small @ w2_small,
@@ -105,7 +110,9 @@ with checks.explain_errors("squared_error"):
     loss_small = squared_error(y_pred_small, y_small)
 checks.check_close("squared_error", loss_small, 8.875,
                    mistakes={"you took the mean instead of the sum": 8.875 / 6,
-                             "you forgot to square the difference": 3.0})
+                             "you forgot to square the difference": 3.0,
+                             "the sum of absolute differences, not of squared differences": 6.5,
+                             "the square root of the sum (a norm), not the sum of squares": 8.875 ** 0.5})
 
 # %% nbgrader={"grade": true, "grade_id": "test-forward", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: forward pass and loss (hidden tests use other shapes and seeds).
@@ -164,7 +171,7 @@ def two_layer_backward(x, y, y_pred, cache, w2):
 # **Self-check: a numeric gradient check.** For a small network we nudge every weight by
 # $\pm 10^{-5}$, measure the change of the loss, and compare $\frac{L(w+\epsilon)-L(w-\epsilon)}{2\epsilon}$
 # with your analytic gradient. In float64 a correct backward pass agrees to about $10^{-8}$.
-# A second probe switches every hidden unit off ($h < 0$ everywhere): then nothing can flow
+# Before that we check that the cache came back unchanged, and a second probe switches every hidden unit off ($h < 0$ everywhere): then nothing can flow
 # back to `w1` and its gradient must be exactly zero.
 
 # %% nbgrader={"grade": false, "grade_id": "backward-check", "locked": true, "schema_version": 3, "solution": false}
@@ -181,22 +188,29 @@ x_off = np.abs(x_gc)
 w1_off = -np.abs(w1_gc)  # every h = x_off @ w1_off is negative: all ReLUs are off
 with checks.explain_errors("two_layer_backward"):
     y_pred_gc, cache_gc = two_layer_forward(x_gc, w1_gc, w2_gc)
+    cache_before = [np.copy(c) for c in cache_gc]
     grad_w1_gc, grad_w2_gc = two_layer_backward(x_gc, y_gc, y_pred_gc, cache_gc, w2_gc)
     y_pred_off, cache_off = two_layer_forward(x_off, w1_off, w2_gc)
     grad_w1_off, _ = two_layer_backward(x_off, y_gc, y_pred_off, cache_off, w2_gc)
-for label, weight, analytic in [("grad_w2", w2_gc, grad_w2_gc), ("grad_w1", w1_gc, grad_w1_gc)]:
-    numeric = checks.numeric_gradient(loss_at_current_weights, weight)
-    checks.gradient_check(
-        label, loss_at_current_weights, weight, analytic,
-        mistakes={"you dropped the factor 2 from d(u^2)/du = 2u": numeric / 2,
-                  "the sign is flipped: dL/dy_pred is 2 * (y_pred - y), not 2 * (y - y_pred)": -numeric},
-    )
-
+checks.check_true(
+    "cache unchanged", all(np.array_equal(c, c0) for c, c0 in zip(cache_gc, cache_before, strict=True)),
+    "two_layer_backward changed the cache in place (an assignment into h or h_relu, such as "
+    "`h[h < 0] = 0`): the exercise asks you not to. Build the masked gradient as a new array instead.",
+)
 checks.check_true(
     "ReLU mask", np.all(grad_w1_off == 0),
     "every hidden unit is off (h < 0), so grad_w1 must be all zeros, but yours is not. "
     "The ReLU mask is missing or taken from the wrong tensor: zero grad_h where h < 0.",
 )
+for label, weight, analytic in [("grad_w2", w2_gc, grad_w2_gc), ("grad_w1", w1_gc, grad_w1_gc)]:
+    numeric = checks.numeric_gradient(loss_at_current_weights, weight)
+    checks.gradient_check(
+        label, loss_at_current_weights, weight, analytic,
+        mistakes={"you dropped the factor 2 from d(u^2)/du = 2u": numeric / 2,
+                  "the sign is flipped: dL/dy_pred is 2 * (y_pred - y), not 2 * (y - y_pred)": -numeric,
+                  f"{label} is transposed: a gradient has the shape of the weight it belongs to "
+                  "(swap the operands of the product and transpose them)": numeric.T},
+    )
 
 # %% nbgrader={"grade": true, "grade_id": "test-backward", "locked": true, "points": 4, "schema_version": 3, "solution": false}
 # Graded: backward pass (hidden tests: other shapes, and the ReLU mask on mixed signs).
@@ -246,13 +260,16 @@ def sgd_step(params, grads, lr):
 # %% nbgrader={"grade": false, "grade_id": "sgd-check", "locked": true, "schema_version": 3, "solution": false}
 w_a, w_b = np.ones((2, 3)), np.zeros(4)
 g_a, g_b = np.full((2, 3), 2.0), np.arange(4.0)
-before = {"w_a": w_a.copy(), "w_b": w_b.copy() + 1.0}  # w_b's first gradient entry is 0
+before = {"w_a": w_a.copy(), "w_b": w_b.copy()}
 with checks.explain_errors("sgd_step"):
     sgd_step([w_a, w_b], [g_a, g_b], lr=0.5)
 checks.check_params_updated("sgd_step", {"w_a": before["w_a"]}, {"w_a": w_a})
-checks.check_close("w_a after one step", w_a, np.zeros((2, 3)))
+checks.check_close("w_a after one step", w_a, np.zeros((2, 3)),
+                   mistakes={"the step goes uphill: it must subtract lr * g": np.full((2, 3), 2.0),
+                             "the learning rate is missing: the step is lr * g, not g": np.full((2, 3), -1.0)})
 checks.check_close("w_b after one step", w_b, [0.0, -0.5, -1.0, -1.5],
-                   mistakes={"the step goes uphill: use p -= lr * g": [0.0, 0.5, 1.0, 1.5]})
+                   mistakes={"only the first array was updated: is there a `return` inside the loop?":
+                                 before["w_b"]})
 
 # %% nbgrader={"grade": true, "grade_id": "test-sgd", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: in-place SGD step.
@@ -303,6 +320,7 @@ num_steps = budget(full=500, fast=200)
 lr = 1e-6
 w1 = rng.standard_normal((D_in, H))
 w2 = rng.standard_normal((H, D_out))
+w1_start, w2_start = w1.copy(), w2.copy()
 with checks.explain_errors("train"):
     losses = train(x, y, w1, w2, lr, num_steps)
 
@@ -313,12 +331,30 @@ plt.show()
 print(f"loss: {losses[0]:.3g} at step 0 -> {losses[-1]:.3g} at step {len(losses) - 1}")
 
 # %% nbgrader={"grade": false, "grade_id": "train-check", "locked": true, "schema_version": 3, "solution": false}
-checks.check_true("number of losses", len(losses) == num_steps,
-                  f"expected {num_steps} loss values, got {len(losses)}.")
+checks.check_true(
+    "number of losses", len(losses) == num_steps,
+    f"expected {num_steps} loss values, got {len(losses)}: append one loss in each of the num_steps steps"
+    + (" (an off-by-one in the loop's range?)" if abs(len(losses) - num_steps) == 1 else "") + ".",
+)
+checks.check_true(
+    "the loss moves", len(set(losses)) > 1,
+    "the loss never changed: the weights were never updated. Call sgd_step on [w1, w2] and their "
+    "gradients in every step (and check that it updates in place, exercise 3).",
+)
+# The first loss is the loss of the starting weights; one step later the loss is smaller.
+with checks.explain_errors("train (the first step again, from the same start)"):
+    y_pred_start, cache_start = two_layer_forward(x, w1_start, w2_start)
+    g1_start, g2_start = two_layer_backward(x, y, y_pred_start, cache_start, w2_start)
+    loss_after_one_step = squared_error(two_layer_forward(x, w1_start - lr * g1_start, w2_start - lr * g2_start)[0], y)
+checks.check_close(
+    "the first loss is the loss of the starting weights", losses[0], squared_error(y_pred_start, y),
+    mistakes={"the loss is recorded after the step: append the loss of the forward pass before "
+              "updating the weights": loss_after_one_step},
+)
+checks.check_params_updated("train updates w1 and w2", {"w1": w1_start, "w2": w2_start}, {"w1": w1, "w2": w2})
 checks.check_true(
     "loss decreased", losses[-1] < 1e-3 * losses[0],
-    f"the loss went from {losses[0]:.3g} to {losses[-1]:.3g}; it should fall by more than 1000x. "
-    "If it did not move at all, your weights are not being updated in place.",
+    f"the loss went from {losses[0]:.3g} to {losses[-1]:.3g}; it should fall by more than 1000x.",
 )
 
 # %% nbgrader={"grade": true, "grade_id": "test-train", "locked": true, "points": 2, "schema_version": 3, "solution": false}

@@ -93,17 +93,27 @@ def independent_tensor(a, device, dtype=torch.float32):
 # **Self-check.** We change the array after the conversion and look at the tensor.
 
 # %% nbgrader={"grade": false, "grade_id": "bridge-check", "locked": true, "schema_version": 3, "solution": false}
-arr = np.arange(6.0).reshape(2, 3)
+arr = np.arange(12.0).reshape(3, 4)[:, ::2]  # float64, every other column: not contiguous
 with checks.explain_errors("shared_tensor"):
     s = shared_tensor(arr)
-checks.check_tensor("shared_tensor", s, shape=(2, 3), dtype=torch.float64)
-arr[1, 2] = -7.0
+checks.check_tensor("shared_tensor", s, shape=(3, 2), dtype=torch.float64)
+arr[1, 1] = -7.0
 checks.check_true(
-    "shared_tensor shares memory", s[1, 2].item() == -7.0,
+    "shared_tensor shares memory", s[1, 1].item() == -7.0,
     "after changing the array, your tensor still holds the old value: it is a copy. "
-    "`torch.tensor(a)` always copies; `torch.from_numpy(a)` shares the array's memory.",
+    "`torch.tensor(a)` always copies, and so do `a.copy()` and `np.ascontiguousarray(a)` for an array "
+    "that is not contiguous (this one holds every other column); `torch.from_numpy(a)` shares the "
+    "array's memory, strides included.",
 )
 
+arr64 = np.ones(3)  # float64, as NumPy makes it
+with checks.explain_errors("independent_tensor"):
+    c64 = independent_tensor(arr64, device, torch.float32)
+    c_meta = independent_tensor(arr64, torch.device("meta"), torch.float64)
+checks.check_tensor("independent_tensor(float64 array, dtype=float32)", c64, shape=(3,), dtype=torch.float32,
+                    device=device)
+checks.check_tensor("independent_tensor(array, device=meta)", c_meta, shape=(3,), dtype=torch.float64,
+                    device="meta")
 arr32 = np.ones(3, dtype=np.float32)
 with checks.explain_errors("independent_tensor"):
     c = independent_tensor(arr32, device, torch.float32)
@@ -113,7 +123,8 @@ checks.check_true(
     "independent_tensor is a copy", c[0].item() == 1.0,
     "after changing the array, your tensor changed too: it shares memory with the array. "
     "`torch.as_tensor` and `torch.from_numpy` do not copy when the dtype (and device) already "
-    "match; `torch.tensor(a, ...)` or `.clone()` always makes a copy.",
+    "match, and `.to(...)` returns the same tensor when nothing changes; `torch.tensor(a, ...)` or "
+    "`.clone()` always makes a copy.",
 )
 
 # %% nbgrader={"grade": true, "grade_id": "test-bridge", "locked": true, "points": 2, "schema_version": 3, "solution": false}
@@ -206,6 +217,13 @@ def flatten_batch(x):
 batch = torch.arange(2 * 3 * 2 * 2, device=device).reshape(2, 3, 2, 2)
 with checks.explain_errors("flatten_batch"):
     flat = flatten_batch(batch)
+checks.check_true(
+    "flatten_batch keeps one row per example", flat.dim() == 2 and flat.shape[0] == 2,
+    f"a batch of shape (2, 3, 2, 2) became shape {tuple(flat.shape)}: "
+    + ("the batch dimension was flattened too, into one long vector. Keep dimension 0 and flatten "
+       "only the dimensions after it." if flat.dim() == 1 else "expected (2, 12): dimension 0 stays, "
+       "the others become one."),
+)
 checks.check_tensor("flatten_batch (contiguous input)", flat, shape=(2, 12), device=device)
 checks.check_close("flatten_batch values", flat, np.arange(24).reshape(2, 12))
 
@@ -215,6 +233,19 @@ with checks.explain_errors("flatten_batch on a permuted batch"):
     flat = flatten_batch(channels_first)
 checks.check_close("flatten_batch (non-contiguous input)", flat,
                    channels_first.contiguous().cpu().numpy().reshape(2, 48))
+
+try:
+    other_shapes = [tuple(flatten_batch(torch.zeros(shape, device=device)).shape)
+                    for shape in [(4, 5, 6), (2, 1, 3, 1, 2)]]
+    failure = None
+except (IndexError, RuntimeError, ValueError, TypeError) as err:
+    other_shapes, failure = None, f"{type(err).__name__}: {err}"
+checks.check_true(
+    "flatten_batch for 3-D and 5-D batches", other_shapes == [(4, 30), (2, 6)],
+    (f"it raised {failure}" if failure else f"expected shapes [(4, 30), (2, 6)], got {other_shapes}")
+    + ". Your code assumes a fixed number of dimensions (e.g. `x.size(3)`): compute the row length "
+    "from all the dimensions after the first, whatever their number.",
+)
 
 # %% nbgrader={"grade": true, "grade_id": "test-flatten", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: flatten (hidden tests: batch of one, 2-D and 5-D inputs, transposed inputs).
@@ -319,6 +350,7 @@ checks.check_close(
     "accuracy", acc, 0.75,
     mistakes={"integer division: `correct // n` floors the fraction to 0; divide a float "
               "(`.float().mean()` or `/`)": 0.0,
+              "the number of right rows, not the fraction: divide by the number of rows": 3.0,
               "argmax over dim=0 (across the batch) instead of dim=1 (across the classes)": 1.0},
 )
 
@@ -396,8 +428,9 @@ def backward(x, y, y_pred, cache, w2):
 
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "net-check-md", "locked": true, "schema_version": 3, "solution": false}
-# **Self-check.** A numeric gradient check in float64 (as in notebook 01, now on tensors),
-# the all-ReLUs-off probe, and a float32 run on `device` that must stay float32 on `device`.
+# **Self-check.** An unchanged cache, the ReLU of the forward pass, the all-ReLUs-off probe,
+# a numeric gradient check in float64 (as in notebook 01, now on tensors), and a float32 run
+# on `device` that must stay float32 on `device`.
 
 # %% nbgrader={"grade": false, "grade_id": "net-check", "locked": true, "schema_version": 3, "solution": false}
 gen = torch.Generator().manual_seed(7)
@@ -416,9 +449,18 @@ with checks.explain_errors("forward/backward"):
     y_pred_off, cache_off = forward(x_off, w1_off, w2_gc)
     grad_w1_off, _ = backward(x_off, y_gc, y_pred_off, cache_off, w2_gc)
     y_pred_gc, cache_gc = forward(x_gc, w1_gc, w2_gc)
+    cache_before = [t.clone() for t in cache_gc]
     grad_w1_gc, grad_w2_gc = backward(x_gc, y_gc, y_pred_gc, cache_gc, w2_gc)
     y_pred_dev, cache_dev = forward(x_dev, w1_dev, w2_dev)
     grad_w1_dev, grad_w2_dev = backward(x_dev, y_dev, y_pred_dev, cache_dev, w2_dev)
+checks.check_true(
+    "cache unchanged", all(torch.equal(t, t0) for t, t0 in zip(cache_gc, cache_before, strict=True)),
+    "backward changed the cache in place (`h[...] = ...`, `h.clamp_(...)`, `h.relu_()`): the exercise "
+    "asks you not to. Build the masked gradient as a new tensor instead.",
+)
+h_gc, h_relu_gc = cache_gc
+checks.check_close("forward: h_relu", h_relu_gc, h_gc.clamp(min=0),
+                   mistakes={"the ReLU is missing in forward: h_relu is still h, negative entries included": h_gc})
 checks.check_true(
     "ReLU mask", bool((grad_w1_off == 0).all()),
     "all hidden units are off (h < 0), so grad_w1 must be zero. The ReLU mask is missing or "
@@ -429,7 +471,8 @@ for label, weight, analytic in [("grad_w2", w2_gc, grad_w2_gc), ("grad_w1", w1_g
     numeric = checks.numeric_gradient(loss_gc, weight)
     checks.gradient_check(label, loss_gc, weight, analytic,
                           mistakes={"you dropped the factor 2 of d(u^2)/du": numeric / 2,
-                                    "the sign is flipped: use 2 * (y_pred - y)": -numeric})
+                                    "the sign is flipped: use 2 * (y_pred - y)": -numeric,
+                                    f"{label} is transposed: a gradient has the shape of its weight": numeric.T})
 
 checks.check_tensor("grad_w1 on device", grad_w1_dev, shape=(5, 6), dtype=torch.float32, device=device)
 checks.check_tensor("grad_w2 on device", grad_w2_dev, shape=(6, 3), dtype=torch.float32, device=device)
@@ -449,9 +492,9 @@ for (_n, _d, _h, _o), _dt in [((3, 4, 5, 2), torch.float64), ((4, 5, 3, 3), torc
     _hh = _x @ _w1
     _hr = _hh.clamp(min=0)
     _yp, (_sh, _shr) = forward(_x, _w1, _w2)
-    checks.check_close("hidden h", _sh, _hh, quiet=True)
-    checks.check_close("hidden h_relu", _shr, _hr, quiet=True)
-    checks.check_close("hidden y_pred", _yp, _hr @ _w2, rtol=1e-4, quiet=True)
+    checks.check_close("hidden h", _sh, _hh, rtol=1e-4, atol=1e-6, quiet=True)
+    checks.check_close("hidden h_relu", _shr, _hr, rtol=1e-4, atol=1e-6, quiet=True)
+    checks.check_close("hidden y_pred", _yp, _hr @ _w2, rtol=1e-4, atol=1e-6, quiet=True)
     _cache = (_hh.clone(), _hr.clone())
     _gw1, _gw2 = backward(_x, _y, _hr @ _w2, _cache, _w2)
     _gy = 2 * (_hr @ _w2 - _y)
@@ -534,6 +577,7 @@ N, D_in, H, D_out = 64, 1000, 100, 10
 num_steps = budget(full=500, fast=200)
 x = torch.from_numpy(np.random.default_rng(0).standard_normal((N, D_in)))
 y = torch.from_numpy(np.random.default_rng(1).standard_normal((N, D_out)))
+losses = None
 with checks.explain_errors("init_weights / train"):
     w1, w2 = init_weights(D_in, H, D_out, device)
     before = checks.param_snapshot({"w1": w1, "w2": w2})
@@ -546,9 +590,20 @@ plt.show()
 print(f"loss: {losses[0]:.3g} at step 0 -> {losses[-1]:.3g} at step {len(losses) - 1}")
 
 # %% nbgrader={"grade": false, "grade_id": "train-check", "locked": true, "schema_version": 3, "solution": false}
+checks.check_true("train finished", losses is not None,
+                  "the training cell above stopped with an error: fix that first (its message names the slip).")
 with checks.explain_errors("init_weights on another device"):
     w_meta = init_weights(3, 4, 2, torch.device("meta"), torch.float64)
 checks.check_tensor("w1", w1, shape=(D_in, H), dtype=torch.float32, device=device)
+with checks.explain_errors("init_weights"):
+    w_probe = init_weights(300, 200, 1, device)[0]
+checks.check_true(
+    "init_weights draws standard-normal entries",
+    abs(w_probe.mean().item()) < 0.05 and abs(w_probe.std().item() - 1) < 0.05,
+    f"w1 has mean {w_probe.mean().item():.3f} and std {w_probe.std().item():.3f}; standard normal means "
+    "mean 0 and std 1." + (" All entries lie in [0, 1): `torch.rand` draws uniformly, `torch.randn` "
+                           "from the normal distribution." if bool(((w_probe >= 0) & (w_probe < 1)).all()) else ""),
+)
 checks.check_tensor("init_weights on another device: w1", w_meta[0], shape=(3, 4), dtype=torch.float64, device="meta")
 checks.check_tensor("init_weights on another device: w2", w_meta[1], shape=(4, 2), dtype=torch.float64, device="meta")
 checks.check_updated_in_place("train updates w1, w2", {"w1": w1, "w2": w2}, before)

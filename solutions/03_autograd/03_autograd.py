@@ -131,27 +131,39 @@ def names_of(tensors, known):
 
 
 a = torch.ones(2, requires_grad=True)
-c = torch.ones(2, requires_grad=True)
+c = torch.ones(2, requires_grad=True)  # the same values as a, but another tensor
 twice = (a * a + c * a).sum()
 with checks.explain_errors("leaf_tensors"):
     found = leaf_tensors(loss)
     found_twice = leaf_tensors(twice)
     found_alone = leaf_tensors(a)
+    found_data = leaf_tensors(inputs)
 checks.check_true("leaf_tensors returns a list", isinstance(found, list), f"got {type(found).__name__}.")
+got = names_of(found, {"W": W, "bias": bias, "inputs": inputs, "targets": targets})
 checks.check_true(
-    "leaves of the layer's loss", names_of(found, {"W": W, "bias": bias}) == ["W", "bias"],
-    f"expected [W, bias] (data tensors `inputs`, `targets` need no gradient), got "
-    f"{names_of(found, {'W': W, 'bias': bias, 'inputs': inputs, 'targets': targets})}.",
+    "leaves of the layer's loss", got == ["W", "bias"],
+    f"expected [W, bias] (data tensors `inputs`, `targets` need no gradient), got {got}. "
+    + ("The right leaves in the wrong order: walk depth-first, following each node's `next_functions` "
+       "in order and all the way down the first input before the second (a queue walks breadth-first, "
+       "and a stack pops the last input first)." if sorted(got) == ["W", "bias"] else ""),
 )
 got = names_of(found_twice, {"a": a, "c": c})
 checks.check_true(
     "a tensor used several times is listed once", got == ["a", "c"],
-    f"expected [a, c], got {got}. " + ("A tensor reached along several paths must appear once: "
-                                       "remember which ones you have already seen." if got.count("a") > 1 else
-                                       "Walk every input of every node, in order, all the way down."),
+    f"expected [a, c], got {got}. " + (
+        "A tensor reached along several paths must appear once: remember which ones you have already seen."
+        if got.count("a") > 1 else
+        "c is missing. a and c hold equal values (both are ones) but are two tensors: compare tensors by "
+        "identity (`is`, `id(...)`), not with `==` or `torch.equal`." if got == ["a"] else
+        "Walk every input of every node, in order, all the way down."),
 )
 checks.check_true("a leaf on its own", names_of(found_alone, {"a": a}) == ["a"],
                   "a leaf that requires grad depends only on itself: return [output].")
+checks.check_true(
+    "a data tensor", found_data == [],
+    f"leaf_tensors(inputs) returned {len(found_data)} tensor(s): `inputs` is a leaf that does not require "
+    "grad, so it depends on no leaf that requires grad: return [] for it.",
+)
 
 # %% nbgrader={"grade": true, "grade_id": "test-leaves", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: leaf_tensors (hidden tests: deeper graphs, shared subexpressions, data-only results).
@@ -232,16 +244,20 @@ def squared_projection(w, batch):
 
 
 w = torch.tensor([1.0, -2.0], requires_grad=True)
-batches = [torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0], [1.0, 1.0]]), torch.tensor([[2.0, 1.0]])]
+w.grad = torch.full_like(w, 100.0)  # a stale gradient, left over from earlier work
+batches = [torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0], [1.0, 1.0]]), torch.tensor([[2.0, 0.5]])]
 with checks.explain_errors("per_batch_grads"):
     grads = per_batch_grads(w, batches, squared_projection)
 checks.check_true("one gradient per batch", isinstance(grads, list) and len(grads) == 3,
                   f"expected a list of 3 tensors, got {type(grads).__name__} of length {len(grads)}.")
 expected = torch.stack([2 * bt.T @ (bt @ w.detach()) for bt in batches])
+stale = torch.full((1, 2), 100.0)
 checks.check_close(
     "per-batch gradients", torch.stack(grads), expected,
-    mistakes={"the gradients were never zeroed between batches, so they accumulate":
-                  expected.cumsum(dim=0),
+    mistakes={"the gradients were never zeroed (neither the stale one on entry nor between batches), so "
+              "they accumulate": stale + expected.cumsum(dim=0),
+              "the first gradient includes the stale `.grad` that w arrived with: clear it before the "
+              "first backward": expected + torch.cat([stale, torch.zeros(2, 2)]),
               "every entry is the same tensor: you stored `w.grad` itself, and `zero_()` "
               "(or the next backward) changed it in place. Store `w.grad.clone()`":
                   expected[-1:].expand(3, 2),
@@ -380,19 +396,38 @@ plt.show()
 
 # %% nbgrader={"grade": false, "grade_id": "fit-check", "locked": true, "schema_version": 3, "solution": false}
 checks.check_true(
-    "w and b are still leaves that require grad", w_fit.is_leaf and w_fit.requires_grad and b_fit.is_leaf,
-    "w or b is no longer a leaf that requires grad: the update was done outside `torch.no_grad()` "
-    "(`w = w - lr * w.grad` makes a new, computed tensor). Update in place inside `with torch.no_grad():`.",
+    "w and b are still leaves", w_fit.is_leaf and b_fit.is_leaf,
+    "w or b is no longer a leaf: the update was done outside `torch.no_grad()` (`w = w - lr * w.grad` "
+    "makes a new, computed tensor). Update in place inside `with torch.no_grad():`.",
+)
+checks.check_true(
+    "w and b still require grad", w_fit.requires_grad and b_fit.requires_grad,
+    "w or b does not require grad: it was created without `requires_grad=True`, or detached "
+    "(`.detach()`) before it was returned. Return the parameters themselves.",
 )
 checks.check_true("history", len(history) == num_steps and all(len(h) == 3 for h in history),
                   f"expected {num_steps} tuples (w, b, loss), got {len(history)} entries.")
+with checks.explain_errors("fit_linear on float64 data"):
+    w64, b64, _ = fit_linear(torch.tensor([0.0, 1.0], dtype=torch.float64), torch.tensor([1.0, 3.0], dtype=torch.float64),
+                             0.1, 1)
+checks.check_true("w is a scalar", w64.dim() == 0,
+                  f"w has shape {tuple(w64.shape)}: start from scalars (0-dimensional tensors, shape ()).")
+checks.check_true(
+    "w and b take x's dtype", w64.dtype == torch.float64 and b64.dtype == torch.float64,
+    f"for float64 data w is {w64.dtype} and b is {b64.dtype}: a new tensor is float32 unless you ask for "
+    "another dtype. Create w and b with x's dtype (and on x's device).",
+)
 # Three steps on two points, worked out by hand: x = [0, 1], y = [1, 3], lr = 0.1.
 with checks.explain_errors("fit_linear on two points"):
     _, _, tiny_history = fit_linear(torch.tensor([0.0, 1.0]), torch.tensor([1.0, 3.0]), 0.1, 3)
 checks.check_close(
     "three steps by hand", tiny_history, [(0.0, 0.0, 5.0), (0.3, 0.4, 2.825), (0.53, 0.69, 1.63225)],
     mistakes={"the gradients were never zeroed, so the second update used the sum of two gradients":
-                  [(0.0, 0.0, 5.0), (0.3, 0.4, 2.825), (0.83, 1.09, 0.58725)]},
+                  [(0.0, 0.0, 5.0), (0.3, 0.4, 2.825), (0.83, 1.09, 0.58725)],
+              "the loss is the sum of the squared errors, not their mean":
+                  [(0.0, 0.0, 10.0), (0.6, 0.8, 2.6), (0.92, 1.16, 0.872)],
+              "history holds w and b after the update: record (w, b, loss) before the step":
+                  [(0.3, 0.4, 5.0), (0.53, 0.69, 2.825), (0.708, 0.899, 1.63225)]},
 )
 # Least squares in closed form: with 1-D x, w = cov(x, y) / var(x) and b = mean(y) - w * mean(x).
 w_best = ((x_data - x_data.mean()) * (y_data - y_data.mean())).sum() / ((x_data - x_data.mean()) ** 2).sum()

@@ -101,18 +101,34 @@ def structure(model):
 
 with checks.explain_errors("build_mlp"):
     mlp = build_mlp([4, 8, 8, 3])
+    mlp_tanh = build_mlp([2, 5, 1], activation=nn.Tanh)
 checks.check_true("build_mlp returns an nn.Sequential", isinstance(mlp, nn.Sequential),
                   f"got {type(mlp).__name__}.")
+checks.check_true("a new activation instance per position", len({id(m) for m in mlp}) == len(mlp),
+                  "the same activation object appears twice: create a new one with `activation()` each time.")
 got = structure(mlp)
 expected_structure = ["Linear(4->8)", "ReLU", "Linear(8->8)", "ReLU", "Linear(8->3)"]
+n_linear = sum(layer.startswith("Linear") for layer in got)
+if got and not got[-1].startswith("Linear"):
+    why = ("There is an activation after the last layer: it clips the outputs (a ReLU makes every "
+           "output >= 0). Put activations only *between* linear layers.")
+elif n_linear != 3:
+    why = (f"{n_linear} linear layers for 4 sizes: there is one per pair of consecutive sizes, so 3. "
+           "An off-by-one in the loop over the sizes?")
+elif n_linear == len(got):
+    why = ("There is no activation between the linear layers: without one, consecutive linear layers "
+           "collapse into a single linear map.")
+else:
+    why = ""
+checks.check_true("layers of build_mlp([4, 8, 8, 3])", got == expected_structure,
+                  f"expected {expected_structure}, got {got}. {why}")
+got = structure(mlp_tanh)
 checks.check_true(
-    "layers of build_mlp([4, 8, 8, 3])", got == expected_structure,
-    f"expected {expected_structure}, got {got}. "
-    + ("There is an activation after the last layer: it clips the outputs (a ReLU makes every "
-       "output >= 0). Put activations only *between* linear layers." if got and got[-1] != "Linear(8->3)" else ""),
+    "build_mlp([2, 5, 1], activation=nn.Tanh)", got == ["Linear(2->5)", "Tanh", "Linear(5->1)"],
+    f"expected ['Linear(2->5)', 'Tanh', 'Linear(5->1)'], got {got}. "
+    + ("The `activation` argument is ignored: create the activations from the class passed in "
+       "(`activation()`), not a fixed `nn.ReLU()`." if "ReLU" in got else ""),
 )
-checks.check_true("a new activation instance per position", mlp[1] is not mlp[3],
-                  "the same activation object appears twice: create a new one with `activation()` each time.")
 n_params = sum(p.numel() for p in mlp.parameters())
 checks.check_close("number of parameters", n_params, (4 * 8 + 8) + (8 * 8 + 8) + (8 * 3 + 3))
 checks.check_shape("output", mlp(torch.randn(5, 4)), (5, 3))
@@ -216,8 +232,17 @@ ref_params = [(m.weight, m.bias) for m in reference_model if isinstance(m, nn.Li
 x_f = torch.randn(7, 6)
 with checks.explain_errors("mlp_functional"):
     out_f = mlp_functional(x_f, ref_params)
+linears_only = nn.Sequential(*[m for m in reference_model if isinstance(m, nn.Linear)])
+without_bias = copy.deepcopy(reference_model)
+for m in without_bias:
+    if isinstance(m, nn.Linear):
+        nn.init.zeros_(m.bias)
 checks.check_close("mlp_functional against the module", out_f, reference_model(x_f), rtol=1e-5, atol=1e-6,
-                   mistakes={"a ReLU after the last layer": reference_model(x_f).relu()})
+                   mistakes={"a ReLU after the last layer": reference_model(x_f).relu(),
+                             "no ReLU between the layers: the layers collapse into one linear map":
+                                 linears_only(x_f),
+                             "the bias is missing: each layer adds its bias after the product":
+                                 without_bias(x_f)})
 checks.check_true("gradients flow to the parameters", out_f.requires_grad,
                   "the output does not require grad: did you detach the weights or use NumPy?")
 
@@ -328,14 +353,37 @@ torch.manual_seed(2)
 small = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
 nn.MSELoss(reduction="sum")(small(torch.randn(5, 3)), torch.randn(5, 2)).backward()
 before = checks.param_snapshot(small)
+ids_before = {name: id(p) for name, p in small.named_parameters()}
 grads_before = {name: p.grad.clone() for name, p in small.named_parameters()}
 with checks.explain_errors("sgd_step"):
     sgd_step(small, lr=0.1)
 checks.check_updated_in_place("sgd_step", small, before)
+checks.check_true(
+    "the model keeps its parameter objects", {name: id(p) for name, p in small.named_parameters()} == ids_before,
+    "the model now holds new Parameter objects: an optimizer (or anything else holding the old ones) "
+    "would keep updating tensors the model no longer uses. Change the existing parameters in place.",
+)
 checks.check_close("the step is p - lr * grad", small[0].weight, before["0.weight"] - 0.1 * grads_before["0.weight"],
                    mistakes={"the step goes uphill: subtract the gradient":
                                  before["0.weight"] + 0.1 * grads_before["0.weight"]})
 checks.check_grads_cleared("sgd_step", small)
+
+torch.manual_seed(3)
+partly_frozen = nn.Linear(3, 2)
+partly_frozen.bias.requires_grad_(False)  # frozen: backward leaves its .grad None
+partly_frozen(torch.randn(4, 3)).sum().backward()
+frozen_before = partly_frozen.bias.detach().clone()
+try:
+    sgd_step(partly_frozen, lr=0.1)
+    problem = None
+except (TypeError, AttributeError, RuntimeError) as err:
+    problem = f"{type(err).__name__}: {err}"
+checks.check_true(
+    "a frozen parameter is skipped", problem is None and torch.equal(partly_frozen.bias, frozen_before),
+    (f"sgd_step raised {problem} " if problem else "sgd_step changed the frozen bias ")
+    + "on a layer whose bias is frozen (`requires_grad=False`), so its `.grad` is None: skip parameters "
+    "whose `.grad` is None.",
+)
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "flat-md", "locked": true, "schema_version": 3, "solution": false}
 # The network of notebook 01 (`Linear(1000, 100) → ReLU → Linear(100, 10)`), trained twice from
@@ -486,13 +534,18 @@ with checks.explain_errors("to_tensors / build_classifier"):
     torch.manual_seed(0)
     classifier = build_classifier(2, 64, 3).to(device)
 checks.check_tensor("features", x_cls, shape=(300, 2), dtype=torch.float32, device=device)
-checks.check_true("three linear layers", sum(isinstance(m, nn.Linear) for m in classifier.modules()) == 3,
-                  "expected Linear -> ReLU -> Linear -> ReLU -> Linear.")
 with checks.explain_errors("the classifier's forward pass"):
     scores_cls = classifier(x_cls)
 checks.check_cross_entropy_inputs("classifier output and labels", scores_cls, y_cls)
 checks.check_tensor("labels", y_cls, shape=(300,), dtype=torch.int64, device=device)
 checks.check_close("label values", y_cls, labels_np)
+kinds = [type(m).__name__ for m in classifier.children()]
+checks.check_true(
+    "Linear -> ReLU -> Linear -> ReLU -> Linear", kinds == ["Linear", "ReLU", "Linear", "ReLU", "Linear"],
+    f"got {kinds}. " + ("A ReLU is missing between two linear layers: without it they collapse into one "
+                        "linear map, and the network has one hidden layer less." if kinds.count("Linear") == 3
+                        and kinds.count("ReLU") < 2 else ""),
+)
 
 # %% nbgrader={"grade": true, "grade_id": "test-classifier", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 # Graded: to_tensors and build_classifier (hidden tests: other label dtypes, other sizes, raw outputs,
@@ -636,18 +689,28 @@ def init_linear_layers(model):
 
 # %% nbgrader={"grade": false, "grade_id": "init-check", "locked": true, "schema_version": 3, "solution": false}
 torch.manual_seed(4)
-wide = nn.Sequential(nn.Linear(400, 300), nn.ReLU(), nn.Sequential(nn.Linear(300, 300), nn.ReLU()), nn.Linear(300, 10))
+wide = nn.Sequential(nn.Linear(400, 300), nn.ReLU(), nn.Sequential(nn.Linear(300, 300), nn.ReLU()),
+                     nn.Linear(300, 10, bias=False))  # the last layer has no bias
 ids_before = [id(p) for p in wide.parameters()]
 with checks.explain_errors("init_linear_layers"):
-    init_linear_layers(wide)
+    try:
+        init_linear_layers(wide)
+    except (AttributeError, TypeError) as err:
+        if "NoneType" not in str(err):
+            raise
+        checks.check_true(
+            "a layer without bias", False,
+            f"init_linear_layers raised {type(err).__name__} ({err}) on a Linear layer made with bias=False, "
+            "whose `.bias` is None: set the bias only where the layer has one.",
+        )
 inner = wide[2][0]
+checks.check_true("biases zero", bool((wide[0].bias == 0).all()),
+                  "the first Linear's bias is not zero: set every Linear's bias to zero (`nn.init.zeros_`).")
 checks.check_true(
     "nested layer initialised", bool((inner.bias == 0).all()),
     "the Linear inside the nested nn.Sequential still has its default bias: `children()` only yields "
     "direct submodules. Walk the model with `modules()` (or `model.apply`).",
 )
-checks.check_true("biases zero", all(bool((m.bias == 0).all()) for m in wide.modules() if isinstance(m, nn.Linear)),
-                  "every Linear's bias should be zero.")
 for label, lin in [("first layer", wide[0]), ("nested layer", inner)]:
     std = lin.weight.std().item()
     expected_std = (2 / lin.in_features) ** 0.5
@@ -655,6 +718,8 @@ for label, lin in [("first layer", wide[0]), ("nested layer", inner)]:
         f"weight std of the {label}", std, expected_std, rtol=0.05,
         mistakes={"Xavier/Glorot scaling instead of Kaiming: sqrt(2 / (fan_in + fan_out))":
                       (2 / (lin.in_features + lin.out_features)) ** 0.5,
+                  "mode='fan_out': the std is scaled by the number of outputs, not of inputs":
+                      (2 / lin.out_features) ** 0.5,
                   "PyTorch's default init: the layer was not initialised": lin.in_features ** -0.5 / 3 ** 0.5},
         hint="kaiming_normal_ with nonlinearity='relu' gives std sqrt(2 / fan_in).",
     )
