@@ -620,6 +620,12 @@ KNOWN_ERRORS: dict[str, str] = {
         "`torch.from_numpy` takes a NumPy array but got a {got}: it already is a tensor, use it as it is "
         "(or `.clone()` it for a copy)"
     ),
+    r"must be Tensor, not tuple|for [^:]*: 'tuple' and 'Tensor'|instances of 'tuple' and|"
+    r"'tuple' object has no attribute '(?:clamp|shape|size|view|reshape|mul|sum|t|T|detach|to|numel)'": (
+        "a tuple was used where a tensor was needed: `ctx.saved_tensors` is a tuple even when one tensor "
+        "was saved (unpack it: `(x,) = ctx.saved_tensors`), and a function that returns several values "
+        "returns a tuple (unpack it: `out, cache = f(...)`)"
+    ),
     r"must be Tensor, not (?P<got>[\w.]+)": (
         "a {got} was passed where PyTorch needs a tensor: convert it with `torch.tensor(...)` (or "
         "`torch.stack` for a list of tensors)"
@@ -966,13 +972,13 @@ def check_autograd_function(
         generator = torch.Generator().manual_seed(0)
         upstream = (torch.rand(out.shape, generator=generator, dtype=out.dtype) + 0.5).to(out.device)
         scaled = torch.autograd.grad(fn(*inputs), inputs, upstream)
-    except RuntimeError as err:
+    except (RuntimeError, TypeError) as err:  # TypeError: e.g. an un-unpacked ctx.saved_tensors
         first_line = (str(err).splitlines() or [""])[0][:300]
         explained = _explained(name, err, what=f"running forward/backward raised {type(err).__name__}: "
                                                f"{first_line}")
         if explained is not None:
             raise explained[0] from explained[1]
-        raise CheckError(f"{name}: running forward/backward raised RuntimeError: {first_line}") from err
+        raise CheckError(f"{name}: running forward/backward raised {type(err).__name__}: {first_line}") from err
     if ok:
         if not quiet:
             passed(name, "torch.autograd.gradcheck in float64")

@@ -147,6 +147,20 @@ def _forgot_return(x):
 
 
 # (id, action that raises the real error, words the diagnosis must contain)
+class _TupleSaved(torch.autograd.Function):
+    """A custom Function whose backward forgets that ctx.saved_tensors is a tuple."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x = ctx.saved_tensors  # the slip: a tuple
+        return grad_output * (x > 0)
+
+
 CASES = [
     # nn.Module and optimizers
     ("forward misspelled", lambda: MisspelledForward()(torch.ones(1)), "`MisspelledForward` has no `forward`"),
@@ -252,6 +266,9 @@ CASES = [
      "element 1 of the list is a list, not a tensor"),
     ("torch.from_numpy of a tensor", lambda: torch.from_numpy(torch.ones(2)), "it already is a tensor"),
     ("list into F.relu", lambda: F.relu([1.0, 2.0]), "a list was passed where PyTorch needs a tensor"),
+    ("ctx.saved_tensors not unpacked", lambda: _TupleSaved.apply(torch.ones(2, requires_grad=True)).sum().backward(),
+     "`(x,) = ctx.saved_tensors`"),
+    ("a (value, cache) tuple used as a tensor", lambda: F.relu((torch.ones(2), None)), "returns a tuple"),
     # None where a value was expected
     ("unpacking what a function returned", lambda: [a for a, b in [_forgot_return(torch.ones(2))]],
      "a `return` is missing"),
