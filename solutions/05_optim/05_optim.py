@@ -97,10 +97,11 @@ print(f"x: {tuple(x.shape)}, y: {tuple(y.shape)}, parameters: {sum(p.numel() for
 #
 # Implement `momentum_step(params, velocities, lr, momentum, nesterov=False)`: one step of
 # the rule above for every parameter, with the gradient read from `p.grad`. `velocities`
-# is a list of tensors shaped like the parameters (zeros before the first step). Update
-# **both** lists in place, without recording the update in autograd, and return nothing.
-# Rebinding (`v = momentum * v + g`) would make a new tensor and the velocity would be
-# lost after the step.
+# is a list of tensors shaped like the parameters (zeros before the first step) that hold
+# PyTorch's $v$ (without $\eta$: the tests compare them with `torch.optim.SGD`'s momentum
+# buffers). Update **both** lists in place, without recording the update in autograd, and
+# return nothing. Rebinding (`v = momentum * v + g`) would make a new tensor and the
+# velocity would be lost after the step.
 
 # %% nbgrader={"grade": false, "grade_id": "momentum", "locked": false, "schema_version": 3, "solution": true}
 def momentum_step(params, velocities, lr, momentum, nesterov=False):
@@ -139,13 +140,17 @@ for nesterov, expected in [(False, 0.425), (True, 0.5125)]:
                   "updated in place, or never used): that is plain SGD": start - 0.3 * g_const,
                   "nesterov=True is ignored: plain momentum instead of p -= lr * (g + momentum * v)":
                       start - 0.425 * g_const,
+                  "p never moved: it was rebound (`p = p - ...` makes a new tensor) instead of "
+                  "updated in place (`p -= ...`)": start,
                   "the velocity is added with the wrong sign": start + expected * g_const},
     )
     checks.check_true("p is still a leaf", p_demo.is_leaf and p_demo.requires_grad,
                       "the update was recorded by autograd (p is no longer a leaf): do it inside "
                       "`with torch.no_grad():` and in place.", quiet=True)
 checks.check_close("velocity after 3 steps", v_demo, 1.75 * g_const,
-                   mistakes={"the velocities were not updated in place": torch.zeros(3)})
+                   mistakes={"the velocities were not updated in place": torch.zeros(3),
+                             "the learning rate was folded into the velocity (v = momentum * v + lr * g): "
+                             "PyTorch's v leaves lr out and multiplies by it in the step": 0.175 * g_const})
 
 # %% nbgrader={"grade": true, "grade_id": "test-momentum", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 # Graded: momentum_step against torch.optim.SGD (hidden tests: other shapes, momentum
@@ -221,7 +226,8 @@ def train_step(model, loss_fn, optimizer, x, y):
 # **Self-check.** Two plain SGD steps on a tiny linear model. Before each step we compute
 # the gradient $g_k$ on a *copy* of the model, so we know where the weights must land:
 # $w_1 = w_0 - \eta g_1$ and $w_2 = w_1 - \eta g_2$. If the gradients are never zeroed,
-# the second step uses $g_1 + g_2$, and the check says so.
+# the second step uses $g_1 + g_2$, and the check says so. A third step starts with
+# leftover gradients in `.grad` (as earlier code can leave them): it must ignore them.
 
 # %% nbgrader={"grade": false, "grade_id": "step-check", "locked": true, "schema_version": 3, "solution": false}
 torch.manual_seed(0)
@@ -231,28 +237,43 @@ xb, yb = torch.randn(8, 3, device=device), torch.randn(8, 2, device=device)
 
 
 def fresh_grad(model):
-    """The gradient of the loss at the model's current weights, computed on a copy."""
+    """The loss and the weight's gradient at the model's current weights, computed on a copy."""
     twin = copy.deepcopy(model)
     twin.zero_grad()
-    loss_fn(twin(xb), yb).backward()
-    return twin.weight.grad
+    loss = loss_fn(twin(xb), yb)
+    loss.backward()
+    return loss.item(), twin.weight.grad
 
 
-w0, g1 = tiny.weight.detach().clone(), fresh_grad(tiny)
-loss0 = loss_fn(tiny(xb), yb).item()
+w0 = tiny.weight.detach().clone()
+loss0, g1 = fresh_grad(tiny)
 with checks.explain_errors("train_step"):
     out = train_step(tiny, loss_fn, tiny_opt, xb, yb)
-    w1, g2 = tiny.weight.detach().clone(), fresh_grad(tiny)
+    w1 = tiny.weight.detach().clone()
+    loss1, g2 = fresh_grad(tiny)
     train_step(tiny, loss_fn, tiny_opt, xb, yb)
 checks.check_true("returns a float", isinstance(out, float),
-                  f"train_step should return loss.item(), a Python float; got {type(out).__name__}.")
-checks.check_close("returned loss", out, loss0, quiet=True)
+                  f"train_step should return loss.item(), a Python float; got {type(out).__name__}"
+                  + (": the loss tensor itself (it keeps the whole graph alive)." if torch.is_tensor(out) else "."))
+checks.check_close("returned loss", out, loss0, quiet=True,
+                   mistakes={"the returned loss was computed after optimizer.step() (a second forward pass): "
+                             "return the loss of the forward pass the step used": loss1})
 checks.check_close("weight after step 1", w1, w0 - 0.1 * g1,
                    mistakes={"the weights did not move: step() ran before backward(), or the gradients "
                              "were cleared between backward() and step()": w0})
 checks.check_close("weight after step 2", tiny.weight, w1 - 0.1 * g2,
                    mistakes={"gradients never zeroed: backward() adds to .grad, so step 2 used g1 + g2. "
                              "Call optimizer.zero_grad() at the start of every step": w1 - 0.1 * (g1 + g2)})
+w2 = tiny.weight.detach().clone()
+_, g3 = fresh_grad(tiny)
+for leftover in tiny.parameters():
+    leftover.grad = torch.full_like(leftover, 5.0)  # gradients left in .grad by earlier code
+with checks.explain_errors("train_step"):
+    train_step(tiny, loss_fn, tiny_opt, xb, yb)
+checks.check_close("weight after a step that starts with leftover gradients", tiny.weight, w2 - 0.1 * g3,
+                   mistakes={"the leftover gradients in .grad were added to this step: clear them at the START "
+                             "of train_step (optimizer.zero_grad() before backward()), not at the end":
+                                 w2 - 0.1 * (g3 + 5.0)})
 
 # %% nbgrader={"grade": true, "grade_id": "test-train-step", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: train_step (hidden tests: Adam, other shapes, leftover gradients, several steps).
@@ -424,10 +445,16 @@ checks.check_optimizer_tracks_model("make_model_and_optimizer", model_d, opt_d)
 checks.check_true("model on device", all(p.device.type == device.type for p in model_d.parameters()),
                   f"the model's parameters should be on {device}; did you call model.to(device)?")
 group = opt_d.param_groups[0]
-checks.check_true("hyperparameters", isinstance(opt_d, torch.optim.SGD) and group["lr"] == 0.01
-                  and group["momentum"] == 0.9 and group["nesterov"],
-                  f"expected SGD with lr=0.01, momentum=0.9, nesterov=True; got {type(opt_d).__name__} "
-                  f"with lr={group['lr']}, momentum={group.get('momentum')}, nesterov={group.get('nesterov')}.")
+checks.check_true("an SGD optimizer", isinstance(opt_d, torch.optim.SGD),
+                  f"expected a torch.optim.SGD optimizer, got {type(opt_d).__name__}.", quiet=True)
+checks.check_true("learning rate", group["lr"] == 0.01,
+                  f"make_model_and_optimizer(device, lr=0.01) built an optimizer with lr={group['lr']}: the lr "
+                  "argument is ignored. Pass it on: torch.optim.SGD(..., lr=lr, ...).", quiet=True)
+checks.check_true("momentum", group.get("momentum") == 0.9,
+                  f"momentum is {group.get('momentum')}, expected 0.9: pass momentum=0.9 to SGD.", quiet=True)
+checks.check_true("nesterov", bool(group.get("nesterov")),
+                  "nesterov=True is missing: without it SGD takes plain momentum steps.", quiet=True)
+checks.passed("hyperparameters", "SGD, lr=lr, momentum=0.9, nesterov=True")
 
 # %% nbgrader={"grade": true, "grade_id": "test-device", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: the optimizer is built after the move (hidden tests: other lr, CPU and the
@@ -532,18 +559,34 @@ def train_epochs(model, loss_fn, optimizer, scheduler, batches, num_epochs):
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "schedule-check-md", "locked": true, "schema_version": 3, "solution": false}
 # **Self-check.** 3 batches, 5 epochs, `lr=0.1`, `step_size=2`, `gamma=0.5`: by the
-# formula the epochs train with 0.1, 0.1, 0.05, 0.05, 0.025.
+# formula the epochs train with 0.1, 0.1, 0.05, 0.05, 0.025. The loss function is a
+# stand-in that notes, at every call, the loss and the learning rate the batch trains with.
 
 # %% nbgrader={"grade": false, "grade_id": "schedule-check", "locked": true, "schema_version": 3, "solution": false}
+class RecordingMSE(nn.MSELoss):
+    """MSELoss that notes (learning rate of the optimizer, loss value) at every call."""
+
+    def __init__(self, optimizer):
+        super().__init__()
+        self.optimizer = optimizer
+        self.calls = []
+
+    def forward(self, prediction, target):
+        loss = super().forward(prediction, target)
+        self.calls.append((self.optimizer.param_groups[0]["lr"], loss.item()))
+        return loss
+
+
 torch.manual_seed(0)
 sched_model = nn.Linear(3, 1).to(device)
 sched_opt = torch.optim.SGD(sched_model.parameters(), lr=0.1)
 scheduler = torch.optim.lr_scheduler.StepLR(sched_opt, step_size=2, gamma=0.5)
 sched_batches = [(torch.randn(4, 3, device=device), torch.randn(4, 1, device=device)) for _ in range(3)]
+sched_loss = RecordingMSE(sched_opt)
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     with checks.explain_errors("train_epochs"):
-        sched_losses, sched_lrs = train_epochs(sched_model, loss_fn, sched_opt, scheduler, sched_batches, 5)
+        sched_losses, sched_lrs = train_epochs(sched_model, sched_loss, sched_opt, scheduler, sched_batches, 5)
 checks.check_true(
     "scheduler after optimizer",
     not any("before `optimizer.step()`" in str(w.message) for w in caught),
@@ -559,6 +602,19 @@ checks.check_close(
               "(at the start of the epoch), or the rate is recorded after scheduler.step() instead "
               "of the one the epoch trained with": [0.1 * 0.5 ** ((e + 1) // 2) for e in range(5)]},
 )
+checks.check_true("one train_step per batch", len(sched_loss.calls) == 15,
+                  f"5 epochs of 3 batches compute the loss 15 times; it was computed {len(sched_loss.calls)} "
+                  "times. One train_step per batch, one pass over batches per epoch.")
+batch_lrs = [lr for lr, _ in sched_loss.calls]
+checks.check_close("learning rate each batch trained with", batch_lrs, [0.1] * 6 + [0.05] * 6 + [0.025] * 3,
+                   mistakes={"the epochs trained with the next epoch's rate: scheduler.step() runs before "
+                             "the epoch's batches": [0.05] * 6 + [0.025] * 6 + [0.0125] * 3})
+batch_losses = np.array([value for _, value in sched_loss.calls]).reshape(5, 3)
+checks.check_close("loss per epoch", sched_losses, batch_losses.mean(axis=1).tolist(),
+                   mistakes={"the SUM of the batch losses, not their mean (divide by len(batches))":
+                                 batch_losses.sum(axis=1).tolist(),
+                             "the loss of the last batch only, not the mean over the epoch's batches":
+                                 batch_losses[:, -1].tolist()})
 
 # %% nbgrader={"grade": true, "grade_id": "test-schedule", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 # Graded: the StepLR training loop, tested with a reference train_step so a mistake in

@@ -97,13 +97,21 @@ torch.manual_seed(0)
 with checks.explain_errors("TwoLayerNet"):
     two = TwoLayerNet(48, 5, 2).to(device)
 checks.check_registered("TwoLayerNet", two)
+linears = [m for m in two.modules() if isinstance(m, nn.Linear)]
+checks.check_true("two nn.Linear layers", len(linears) == 2,
+                  f"expected 2 registered nn.Linear layers, found {len(linears)}.", quiet=True)
+sizes = [(m.in_features, m.out_features) for m in linears]
+checks.check_true("layer sizes", sizes == [(48, 5), (5, 2)],
+                  f"the layers map {' and '.join(f'{i} -> {o}' for i, o in sizes)}, expected 48 -> 5 and 5 -> 2"
+                  + (": in and out are swapped. nn.Linear(in_features, out_features) takes the input size first "
+                     "(only its weight is stored as (out, in))." if sizes == [(5, 48), (2, 5)] else "."), quiet=True)
 n_two = sum(p.numel() for p in two.parameters())
 checks.check_true("parameter count", n_two == 257,
                   f"expected 257 parameters (48*5 + 5 + 5*2 + 2), model.parameters() holds {n_two}.")
 images = torch.randn(6, 3, 4, 4, device=device)
 with checks.explain_errors("TwoLayerNet forward"):
     out_two = checks.check_forward_shape("TwoLayerNet on images", two, images, (6, 2))
-lin1, lin2 = [m for m in two.modules() if isinstance(m, nn.Linear)]
+lin1, lin2 = linears
 flat = images.reshape(6, 48)
 checks.check_close("TwoLayerNet output", out_two, lin2(F.relu(lin1(flat))), rtol=1e-5, atol=1e-6,
                    mistakes={"the ReLU is missing between the two layers": lin2(lin1(flat)),
@@ -228,8 +236,16 @@ fc = next(m for m in conv_net.modules() if isinstance(m, nn.Linear))
 checks.check_true("kernel sizes and padding",
                   (c1.kernel_size, c1.padding, c2.kernel_size, c2.padding) == ((5, 5), (2, 2), (3, 3), (1, 1)),
                   f"expected conv 5x5 with padding 2, then 3x3 with padding 1; got {c1} and {c2}.")
-hidden_map = F.relu(F.conv2d(F.relu(F.conv2d(batch, c1.weight, c1.bias, padding=2)), c2.weight, c2.bias, padding=1))
-checks.check_close("ThreeLayerConvNet output", out_conv, fc(hidden_map.flatten(1)), rtol=1e-4, atol=1e-5)
+first_map = F.conv2d(batch, c1.weight, c1.bias, padding=2)
+hidden_map = F.relu(F.conv2d(F.relu(first_map), c2.weight, c2.bias, padding=1))
+checks.check_close(
+    "ThreeLayerConvNet output", out_conv, fc(hidden_map.flatten(1)), rtol=1e-4, atol=1e-5,
+    mistakes={"the ReLU after the second convolution is missing":
+                  fc(F.conv2d(F.relu(first_map), c2.weight, c2.bias, padding=1).flatten(1)),
+              "the ReLU after the first convolution is missing":
+                  fc(F.relu(F.conv2d(first_map, c2.weight, c2.bias, padding=1)).flatten(1)),
+              "a ReLU is applied to the class scores: the last layer's output must stay raw":
+                  F.relu(fc(hidden_map.flatten(1)))})
 
 # %% nbgrader={"grade": true, "grade_id": "test-convnet", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: ThreeLayerConvNet architecture and forward pass (hidden tests: other channel
@@ -288,19 +304,43 @@ checks.passed("ThreeLayerConvNet forward")
 torch.manual_seed(1)
 with checks.explain_errors("ThreeLayerConvNet initialisation"):
     init_net = ThreeLayerConvNet(3, 12, 8, 10)
-init_std = {}
-for name, layer in init_net.named_modules():
-    if isinstance(layer, nn.Conv2d | nn.Linear):
-        got_std, kaiming_std = layer.weight.std().item(), (2 / layer.weight[0].numel()) ** 0.5
-        init_std[name] = (got_std, kaiming_std)
-        checks.check_true(
-            f"{name} initialisation", abs(got_std / kaiming_std - 1) < 0.25,
-            f"the weight std is {got_std:.4f}, Kaiming normal gives sqrt(2 / fan_in) = {kaiming_std:.4f}. "
-            + ("That is PyTorch's default init: call nn.init.kaiming_normal_ on the weight."
-               if abs(got_std * 6**0.5 / kaiming_std - 1) < 0.25 else
-               "Did you use mode='fan_out' or another gain?"), quiet=True)
-        checks.check_true(f"{name} bias", bool((layer.bias == 0).all()),
-                          "every bias should start at zero: nn.init.zeros_(layer.bias).", quiet=True)
+init_layers = {name: m for name, m in init_net.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)}
+init_std, fans = {}, {}
+for name, layer in init_layers.items():
+    weight = layer.weight.detach()
+    fans[name] = (weight[0].numel(), weight.shape[0] * weight[0, 0].numel())  # (fan_in, fan_out)
+    init_std[name] = (weight.std().item(), (2 / fans[name][0]) ** 0.5)  # (measured, Kaiming normal)
+other_inits = {  # the weight std other initialisations give, from (fan_in, fan_out)
+    "PyTorch's default init: call nn.init.kaiming_normal_ on every layer's weight": lambda fi, fo: (1 / (3 * fi)) ** 0.5,
+    "Kaiming with mode='fan_out' (sqrt(2 / fan_out)): the default mode='fan_in' keeps the scale of the "
+    "forward signal": lambda fi, fo: (2 / fo) ** 0.5,
+    "Xavier/Glorot (sqrt(2 / (fan_in + fan_out))): kaiming_normal_ is the one made for ReLU networks":
+        lambda fi, fo: (2 / (fi + fo)) ** 0.5,
+    "a gain of 1 (sqrt(1 / fan_in), e.g. nonlinearity='linear'): ReLU needs the gain sqrt(2), kaiming_normal_'s "
+    "default": lambda fi, fo: (1 / fi) ** 0.5,
+}
+off = [name for name, (got, kaiming) in init_std.items() if abs(got / kaiming - 1) > 0.25]
+if off:
+    like = next((what for what, std in other_inits.items()
+                 if all(abs(got / std(*fans[n]) - 1) < 0.15 for n, (got, _) in init_std.items())), None)
+    got, kaiming = init_std[off[0]]
+    layer_default = abs(got / other_inits[next(iter(other_inits))](*fans[off[0]]) - 1) < 0.15
+    checks.check_true(
+        f"{off[0]} initialisation", False,
+        f"the weight std is {got:.4f}, Kaiming normal gives sqrt(2 / fan_in) = {kaiming:.4f}. "
+        + (f"Every layer looks like {like}." if like else
+           "That is PyTorch's default init: call nn.init.kaiming_normal_ on this layer's weight too."
+           if layer_default else "Did you use another mode or gain?"))
+for name, layer in init_layers.items():
+    checks.check_true(f"{name} bias", layer.bias is not None and bool((layer.bias == 0).all()),
+                      "every bias should start at zero: nn.init.zeros_(layer.bias).", quiet=True)
+largest = max(init_layers, key=lambda n: init_layers[n].weight.numel())
+flat_w = init_layers[largest].weight.detach().double().flatten()
+kurtosis = (((flat_w - flat_w.mean()) / flat_w.std()) ** 4).mean().item()
+checks.check_true("normal distribution", kurtosis > 2.5,
+                  f"the weights of {largest} have the right std but look uniform, not normal (kurtosis "
+                  f"{kurtosis:.2f}; a normal distribution has 3, a uniform one 1.8): kaiming_uniform_ instead of "
+                  "kaiming_normal_.", quiet=True)
 checks.passed("Kaiming initialisation", "weight std / sqrt(2 / fan_in): "
               + ", ".join(f"{n} {g / k:.2f}" for n, (g, k) in init_std.items()))
 
@@ -364,7 +404,9 @@ def count_parameters(model, trainable_only=True):
 # %% [markdown] nbgrader={"grade": false, "grade_id": "count-check-md", "locked": true, "schema_version": 3, "solution": false}
 # **Self-check.** For `ThreeLayerConvNet(3, 12, 8, 10)`: conv1 has $12 \cdot 3 \cdot 25 + 12 = 912$,
 # conv2 $8 \cdot 12 \cdot 9 + 8 = 872$, fc $10 \cdot 8 \cdot 32 \cdot 32 + 10 = 81\,930$:
-# 83 714 in all. `count_parameters` is checked on a small `nn.Sequential` with a frozen layer.
+# 83 714 in all. For 8×8 images, `ThreeLayerConvNet(1, 2, 3, 4, image_size=8)` has
+# $52 + 57 + 4 \cdot 3 \cdot 8 \cdot 8 + 4 = 881$. `count_parameters` is checked on a small
+# `nn.Sequential` with a frozen layer.
 
 # %% nbgrader={"grade": false, "grade_id": "count-check", "locked": true, "schema_version": 3, "solution": false}
 with checks.explain_errors("convnet_param_count"):
@@ -374,6 +416,12 @@ checks.check_close("convnet_param_count(3, 12, 8, 10)", formula_count, 83714,
                              "the fc layer's input is channel_2, not channel_2 * image_size * image_size": 912 + 872 + 90,
                              "the fc input uses the size a conv without padding would leave (26 x 26 after 5x5 "
                              "and 3x3), but the padding keeps 32 x 32": 912 + 872 + 10 * 8 * 26 * 26 + 10})
+with checks.explain_errors("convnet_param_count"):
+    small_count = convnet_param_count(1, 2, 3, 4, image_size=8)
+checks.check_close("convnet_param_count(1, 2, 3, 4, image_size=8)", small_count, 881,
+                   mistakes={"image_size is ignored: the count uses 32 x 32 whatever image_size says":
+                                 52 + 57 + 4 * 3 * 32 * 32 + 4,
+                             "the fc input uses image_size instead of image_size * image_size": 52 + 57 + 4 * 3 * 8 + 4})
 frozen_demo = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
 frozen_demo[0].requires_grad_(False)
 with checks.explain_errors("count_parameters"):
@@ -381,11 +429,12 @@ with checks.explain_errors("count_parameters"):
 checks.check_close("count_parameters(all)", count_all, 23,
                    mistakes={"you counted tensors, not numbers: use p.numel()": 4})
 checks.check_close("count_parameters(trainable)", count_trainable, 8,
-                   mistakes={"frozen parameters (requires_grad=False) were counted": 23})
+                   mistakes={"frozen parameters (requires_grad=False) were counted": 23,
+                             "the condition is the wrong way round: only the frozen parameters were counted": 15})
 
 # %% nbgrader={"grade": true, "grade_id": "test-count", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: parameter counting (hidden tests: other configurations, shared layers, frozen layers).
-assert convnet_param_count(3, 12, 8, 10) == 83714
+assert convnet_param_count(3, 12, 8, 10) == 83714, "wrong count for ThreeLayerConvNet(3, 12, 8, 10)"
 ### BEGIN HIDDEN TESTS
 for _ci, _c1, _c2, _k, _s in [(1, 4, 6, 3, 8), (5, 2, 3, 7, 12), (3, 32, 16, 10, 32)]:
     _ref = _c1 * _ci * 25 + _c1 + _c2 * _c1 * 9 + _c2 + _k * _c2 * _s * _s + _k
@@ -507,7 +556,8 @@ def load_weights(model, path):
 # **Self-check.** A small net with a BatchNorm layer runs a few batches in training mode
 # (which updates its running statistics), is saved to a fresh temporary folder, and is
 # loaded into a second net built from another seed. In `eval()` mode both must give
-# *exactly* the same outputs (`torch.equal`, not just close).
+# *exactly* the same outputs (`torch.equal`, not just close). Last, a file that lacks the
+# running statistics must be refused.
 
 # %% nbgrader={"grade": false, "grade_id": "save-check", "locked": true, "schema_version": 3, "solution": false}
 def make_bn_net(seed):
@@ -530,9 +580,14 @@ with tempfile.TemporaryDirectory() as folder:
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure here is the diagnosis
+        needs = set(torch.serialization.get_unsafe_globals_in_checkpoint(path))  # read, not run
         raise checks.CheckError(
-            f"the file does not load with weights_only=True ({type(err).__name__}). Save the "
-            "state_dict, `torch.save(model.state_dict(), path)`, not the model object."
+            f"the file does not load with weights_only=True ({type(err).__name__}). "
+            + ("It holds the method `model.state_dict` itself, not its result: call it, "
+               "`torch.save(model.state_dict(), path)`." if "builtins.getattr" in needs else
+               "It holds the pickled model object (`torch.save(model, path)`): save the state_dict, "
+               "`torch.save(model.state_dict(), path)`." if any(".modules." in n for n in needs) else
+               "Save the state_dict, `torch.save(model.state_dict(), path)`, not the model object.")
         ) from None
     missing = sorted(set(original.state_dict()) - set(saved))
     checks.check_true("every entry saved", not missing,
@@ -541,11 +596,27 @@ with tempfile.TemporaryDirectory() as folder:
     with checks.explain_errors("load_weights"):
         returned = load_weights(copy_net, path)
 checks.check_true("load_weights returns the model", returned is copy_net,
-                  "load_weights should return the model it loaded into.")
+                  "load_weights should return the model it loaded into"
+                  + (": it returned None (`return model` is missing)." if returned is None else
+                     ": it returned what load_state_dict returns (the missing and unexpected keys), not the model."
+                     if type(returned).__name__ == "_IncompatibleKeys" else f", not a {type(returned).__name__}."))
 with torch.no_grad():
     same = torch.equal(original(probe_batch), copy_net(probe_batch))
 checks.check_true("outputs after the round trip", same,
                   "the reloaded model gives different outputs. Did load_state_dict run (and strictly)?")
+strict_net = make_bn_net(seed=3)
+with tempfile.TemporaryDirectory() as folder:
+    partial = Path(folder) / "partial.pt"
+    torch.save({k: v for k, v in original.state_dict().items() if "running" not in k}, partial)
+    try:
+        load_weights(strict_net, partial)
+        refused = False
+    except RuntimeError:
+        refused = True
+checks.check_true("strict loading", refused,
+                  "a file without BatchNorm's running statistics loaded without an error: "
+                  "load_state_dict(..., strict=False) hides missing and unexpected keys. Keep the default "
+                  "strict=True, so a file that does not fit the model fails loudly.")
 
 # %% nbgrader={"grade": true, "grade_id": "test-save-load", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: the state_dict round trip (hidden tests: other architectures, buffers, strict

@@ -128,7 +128,16 @@ with checks.explain_errors("CifarArrayDataset"):
     tiny_set = CifarArrayDataset(tiny, tiny_labels)
     tiny_len = len(tiny_set)
     tiny_image, tiny_label = tiny_set[1]
-checks.check_true("len", tiny_len == 2, f"len(dataset) should be the number of images, 2, got {tiny_len}.")
+checks.check_true("len", tiny_len == 2, f"len(dataset) should be the number of images, 2, got {tiny_len}."
+                  + (" NumPy's .size is the number of ELEMENTS of the array: use len(self.images) (or .shape[0])."
+                     if tiny_len == tiny.size else ""))
+tiny_shape = tuple(getattr(tiny_image, "shape", ()))
+checks.check_true("channels first", tiny_shape not in [(2, 3, 3), (3, 3, 2)],
+                  f"the image has shape {tiny_shape}, expected (C, H, W) = (3, 2, 3): "
+                  + ("the channels are still last (H, W, C): move them to the front with permute(2, 0, 1)."
+                     if tiny_shape == (2, 3, 3) else
+                     "height and width are swapped, (C, W, H) (permute(2, 1, 0) or transpose(0, 2)): move the "
+                     "channels to the front and keep the order of the others, permute(2, 0, 1)."), quiet=True)
 checks.check_tensor("image 1", tiny_image, shape=(3, 2, 3), dtype=torch.float32)
 expected_image = np.array([[[18, 21, 24], [27, 30, 33]],
                            [[19, 22, 25], [28, 31, 34]],
@@ -139,11 +148,18 @@ checks.check_close(
                   np.arange(18, 36).reshape(3, 2, 3) / 255,
               "pixels not scaled to [0, 1]: divide by 255": expected_image * 255},
 )
-checks.check_true("label 1", isinstance(tiny_label, int | np.integer) and tiny_label == 1,
-                  f"expected the integer 1, got {tiny_label!r}.")
+float_label = isinstance(tiny_label, float) or (torch.is_tensor(tiny_label) and tiny_label.is_floating_point())
+integer_label = isinstance(tiny_label, int | np.integer) or (
+    torch.is_tensor(tiny_label) and tiny_label.numel() == 1 and not float_label and not tiny_label.is_complex())
+checks.check_true("label 1", integer_label and int(tiny_label) == 1,
+                  f"expected the integer 1, got {tiny_label!r}"
+                  + (": a float label. Class indices are integers: return int(label) (CrossEntropyLoss wants "
+                     "int64 class indices)." if float_label else "."))
 with checks.explain_errors("CifarArrayDataset with a transform"):
     shifted_image, _ = CifarArrayDataset(tiny, tiny_labels, transform=lambda t: t - 0.5)[1]
-checks.check_close("transform applied to the [0, 1] image", shifted_image, expected_image - 0.5, rtol=1e-6)
+checks.check_close("transform applied to the [0, 1] image", shifted_image, expected_image - 0.5, rtol=1e-6,
+                   mistakes={"the transform was applied to the uint8 image, before scaling to [0, 1]: scale "
+                             "first, then transform": (expected_image * 255 - 0.5) / 255})
 
 to_float = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])  # torchvision's way
 with checks.explain_errors("CifarArrayDataset on the CIFAR-10 arrays"):
@@ -262,6 +278,10 @@ stats_images[:, 1] = 255
 stats_images[1, 2] = 255
 with checks.explain_errors("channel_stats"):
     stats_mean, stats_std = channel_stats(stats_images)
+for what, value in [("mean", stats_mean), ("std", stats_std)]:
+    checks.check_true(f"one {what} per channel", tuple(getattr(value, "shape", ())) != (2, 3),
+                      f"the {what} has shape (2, 3), one value per image and channel: the batch dimension was "
+                      "not reduced. Reduce over dimensions (0, 2, 3) in one go.", quiet=True)
 checks.check_tensor("mean", stats_mean, shape=(3,), dtype=torch.float32)
 checks.check_close("mean", stats_mean, [0.0, 1.0, 0.5], atol=1e-6,
                    mistakes={"pixels not scaled to [0, 1]: divide by 255": [0.0, 255.0, 127.5]})
@@ -339,8 +359,13 @@ with checks.explain_errors("make_loaders"):
     tl, vl = make_loaders(numbers, val_fraction=0.2, batch_size=16, seed=0)
     train_ids, train_sizes = loader_items(tl)
     val_ids, val_sizes = loader_items(vl)
-checks.check_true("split sizes", len(vl.dataset) == 20 and len(tl.dataset) == 83,
-                  f"expected 83 training and 20 validation samples, got {len(tl.dataset)} and {len(vl.dataset)}.")
+split_sizes = (len(tl.dataset), len(vl.dataset))
+checks.check_true("split sizes", split_sizes == (83, 20),
+                  f"expected 83 training and 20 validation samples, got {split_sizes[0]} and {split_sizes[1]}."
+                  + (" The parts are swapped: random_split returns them in the order of the lengths you pass."
+                     if split_sizes == (20, 83) else
+                     " The validation part has int(len(dataset) * val_fraction) = int(20.6) = 20 samples: int() "
+                     "rounds down, round() gives 21." if split_sizes == (82, 21) else ""))
 checks.check_true("training batches", train_sizes == [16] * 5,
                   f"the training loader should give 5 full batches of 16 (drop_last=True), got {train_sizes}.")
 checks.check_true("validation keeps every sample", sorted(val_sizes) == [4, 16],
@@ -355,6 +380,10 @@ checks.check_true("training order is shuffled", loader_items(tl)[0] != train_ids
 checks.check_true("same seed, same split", loader_items(make_loaders(numbers, 0.2, 16, seed=0)[1])[0] == val_ids,
                   "calling make_loaders twice with seed=0 gave different validation sets: pass "
                   "generator=torch.Generator().manual_seed(seed) to random_split.")
+checks.check_true("another seed, another split",
+                  sorted(loader_items(make_loaders(numbers, 0.2, 16, seed=1)[1])[0]) != sorted(val_ids),
+                  "seed=1 gave the same validation set as seed=0: the seed argument is ignored. Seed the "
+                  "generator with it, torch.Generator().manual_seed(seed).")
 checks.check_true("pin_memory only with CUDA", tl.pin_memory == vl.pin_memory == torch.cuda.is_available(),
                   "pin_memory should be True exactly when CUDA is available (torch.cuda.is_available()).")
 
@@ -468,10 +497,19 @@ class DeviceLoader:
 
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "device-check-md", "locked": true, "schema_version": 3, "solution": false}
-# **Self-check.** The `meta` device holds shapes and dtypes but no data: moving to it costs
-# nothing, so we can check "is everything on the device?" even on a machine without a GPU.
+# **Self-check.** `len` on a real `DataLoader` (6 samples in batches of 4), two epochs over a
+# list of batches, then the `meta` device: it holds shapes and dtypes but no data, so moving
+# to it costs nothing, and we can check "is everything on the device, and did preprocess run
+# there?" even on a machine without a GPU.
 
 # %% nbgrader={"grade": false, "grade_id": "device-check", "locked": true, "schema_version": 3, "solution": false}
+six_samples = DataLoader(TensorDataset(torch.zeros(6, 2, dtype=torch.uint8), torch.arange(6)), batch_size=4)
+with checks.explain_errors("DeviceLoader"):
+    batches_len = len(DeviceLoader(six_samples, torch.device("cpu")))
+checks.check_true("len counts batches", batches_len == 2,
+                  f"6 samples in batches of 4 are 2 batches, but len(DeviceLoader) is {batches_len}"
+                  + (": that is the number of samples, len(loader.dataset). Return len(self.loader)."
+                     if batches_len == 6 else "."))
 three_batches = [(torch.full((2, 3, 4, 4), 255, dtype=torch.uint8), torch.tensor([1, 2])) for _ in range(3)]
 with checks.explain_errors("DeviceLoader"):
     wrapped = DeviceLoader(three_batches, torch.device("cpu"), preprocess=lambda x: x.float() / 255)
@@ -481,18 +519,36 @@ checks.check_true("len", wrapped_len == 3, f"len(DeviceLoader) should be the wra
 checks.check_true("two epochs", len(first_epoch) == len(second_epoch) == 3,
                   f"the first pass gave {len(first_epoch)} batches and the second {len(second_epoch)}: "
                   "__iter__ must start a fresh pass each time (write it as a generator with `yield`).")
+checks.check_true("preprocess applied", first_epoch[0][0].dtype != torch.uint8,
+                  "x is still the uint8 batch: preprocess was not applied. Call x = self.preprocess(x) when one "
+                  "is given.")
 checks.check_tensor("preprocessed x", first_epoch[0][0], shape=(2, 3, 4, 4), dtype=torch.float32)
 checks.check_close("preprocessed x", first_epoch[0][0], torch.ones(2, 3, 4, 4))
+preprocess_devices = []
+
+
+def note_device(x):
+    """A preprocess step that notes where it ran."""
+    preprocess_devices.append(x.device.type)
+    return x.float() / 255
+
+
 with checks.explain_errors("DeviceLoader to another device"):
     on_meta = next(iter(DeviceLoader(three_batches, torch.device("meta"))))
-checks.check_true("x on the device", on_meta[0].device.type == "meta", f"x stayed on {on_meta[0].device}.")
+    on_meta_preprocessed = next(iter(DeviceLoader(three_batches, torch.device("meta"), preprocess=note_device)))
+checks.check_true("x on the device", on_meta[0].device.type == "meta",
+                  f"x stayed on {on_meta[0].device}. tensor.to() is not in place: it returns the moved tensor, "
+                  "so keep the result, x = x.to(device, non_blocking=True).")
 checks.check_true("y on the device", on_meta[1].device.type == "meta",
                   f"y stayed on {on_meta[1].device}: move the labels too, or the loss will fail with "
                   "'tensors on different devices' on a GPU.")
+checks.check_true("preprocess on the device", preprocess_devices == ["meta"],
+                  f"preprocess ran on {preprocess_devices}: it ran before the move. Move x first, then "
+                  "preprocess it, so the arithmetic runs on the device (and the bus carries uint8).")
 
 # %% nbgrader={"grade": true, "grade_id": "test-device-loader", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: DeviceLoader (hidden tests: a real DataLoader, preprocess on the device, several epochs).
-assert len(DeviceLoader(three_batches, torch.device("cpu"))) == 3
+assert len(DeviceLoader(three_batches, torch.device("cpu"))) == 3, "len should be the number of batches of the loader"
 ### BEGIN HIDDEN TESTS
 def _epochs(loader_class, device, epochs):
     """DeviceLoader over a real DataLoader (both in the kernel), with a preprocess that records its input's device."""
@@ -663,7 +719,9 @@ def train_one_epoch(model, loader, optimizer, loss_fn, writer, epoch):
 
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "train-epoch-check-md", "locked": true, "schema_version": 3, "solution": false}
-# **Self-check** with a stand-in writer that only records the calls, two epochs of three batches.
+# **Self-check** with a stand-in writer that only records the calls, two epochs of three
+# batches; then two one-batch epochs of plain SGD whose steps we predict from gradients
+# computed on a copy of the model (as in notebook 05).
 
 # %% nbgrader={"grade": false, "grade_id": "train-epoch-check", "locked": true, "schema_version": 3, "solution": false}
 class RecordingWriter:
@@ -672,8 +730,9 @@ class RecordingWriter:
     def __init__(self):
         self.calls = []
 
-    def add_scalar(self, tag, value, global_step=None):
-        self.calls.append((tag, value, global_step))
+    def add_scalar(self, tag, scalar_value, global_step=None, walltime=None, new_style=False,
+                   double_precision=False):
+        self.calls.append((tag, scalar_value, global_step))
 
 
 torch.manual_seed(0)
@@ -690,19 +749,48 @@ checks.check_true("one point per batch", len(rec_writer.calls) == 6,
                   f"expected 6 add_scalar calls (2 epochs x 3 batches), got {len(rec_writer.calls)}.")
 checks.check_true("tag", all(tag == "loss/train" for tag, _, _ in rec_writer.calls),
                   f"log under the tag 'loss/train', got {sorted({t for t, _, _ in rec_writer.calls})}.")
+wrong_steps = {
+    (0, 1, 2, 0, 1, 2): "The second epoch restarted at 0: use epoch * len(loader) + batch_index.",
+    (0, 1, 2, 1, 2, 3): "epoch + batch_index moves one step per epoch: multiply, epoch * len(loader) + batch_index.",
+    (0, 0, 0, 0, 1, 2): "epoch * batch_index is not a position: use epoch * len(loader) + batch_index.",
+    (1, 2, 3, 4, 5, 6): "The steps start at 1: batch_index and epoch both count from 0.",
+    (3, 4, 5, 6, 7, 8): "The first epoch starts at len(loader): epochs count from 0, (epoch + 1) is one too many.",
+}
 checks.check_true("global steps", rec_steps == list(range(6)),
                   f"the steps were {rec_steps}, expected [0, 1, 2, 3, 4, 5]. "
-                  + ("The second epoch restarted at 0: use epoch * len(loader) + batch_index."
-                     if rec_steps[:3] == rec_steps[3:] else ""))
+                  + wrong_steps.get(tuple(s if isinstance(s, int) else -1 for s in rec_steps), ""))
 checks.check_true("values are Python floats", all(isinstance(v, float) for _, v, _ in rec_writer.calls),
                   "log loss.item(), a Python float, not the loss tensor.")
+step_model = nn.Linear(4, 3)
+step_optimizer = torch.optim.SGD(step_model.parameters(), lr=0.1)
+one_batch = rec_batches[:1]
+
+
+def batch_grad(model):
+    """The gradient of the weight for one_batch at the model's current weights, computed on a copy."""
+    twin = copy.deepcopy(model)
+    twin.zero_grad()
+    nn.functional.cross_entropy(twin(one_batch[0][0]), one_batch[0][1]).backward()
+    return twin.weight.grad
+
+
+w0, g1 = step_model.weight.detach().clone(), batch_grad(step_model)
+with checks.explain_errors("train_one_epoch"):
+    train_one_epoch(step_model, one_batch, step_optimizer, nn.CrossEntropyLoss(), RecordingWriter(), 0)
+    w1, g2 = step_model.weight.detach().clone(), batch_grad(step_model)
+    train_one_epoch(step_model, one_batch, step_optimizer, nn.CrossEntropyLoss(), RecordingWriter(), 1)
+checks.check_close("weight after epoch 0 (one batch)", w1, w0 - 0.1 * g1, quiet=True,
+                   mistakes={"the weights did not move: optimizer.step() is missing, or runs before backward()": w0})
+checks.check_close("weight after epoch 1 (one batch)", step_model.weight, w1 - 0.1 * g2, quiet=True,
+                   mistakes={"gradients never zeroed: backward() adds to .grad, so this step used g1 + g2. "
+                             "Call optimizer.zero_grad() before loss.backward()": w1 - 0.1 * (g1 + g2)})
 checks.check_updated_in_place("the model trained", rec_model, rec_before)
 checks.check_true("mean loss returned", abs(rec_losses[1] - np.mean([v for _, v, _ in rec_writer.calls[3:]])) < 1e-6,
                   "train_one_epoch should return the mean of this epoch's batch losses.")
 
 # %% nbgrader={"grade": true, "grade_id": "test-logging", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: train_one_epoch (hidden tests: a later epoch, other sizes, values against a reference loop).
-assert len(rec_writer.calls) == 6
+assert len(rec_writer.calls) == 6, "expected one add_scalar call per batch"
 ### BEGIN HIDDEN TESTS
 def _logged_epoch(train_one_epoch, state, batches, epoch):
     """One epoch in the kernel: a model loaded with state, SGD, and a writer that records add_scalar calls."""
@@ -710,8 +798,9 @@ def _logged_epoch(train_one_epoch, state, batches, epoch):
         def __init__(self):
             self.calls = []
 
-        def add_scalar(self, tag, value, global_step=None):
-            self.calls.append((tag, value, global_step))
+        def add_scalar(self, tag, scalar_value, global_step=None, walltime=None, new_style=False,
+                       double_precision=False):  # SummaryWriter's signature: keywords work too
+            self.calls.append((tag, scalar_value, global_step))
 
     model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 4))
     model.load_state_dict(state)
@@ -736,6 +825,7 @@ for _x, _y in _batches:
     _expected.append(_loss.item())
 assert [c[0] for c in _calls] == ["loss/train"] * 4, "log every batch under the tag loss/train"
 assert [c[2] for c in _calls] == [12, 13, 14, 15], "epoch 3 of 4 batches should log at steps 12, 13, 14, 15"
+assert all(isinstance(c[1], float) for c in _calls), "log the loss as a Python float (loss.item()), not a tensor"
 checks.check_close("hidden logged losses", [float(c[1]) for c in _calls], _expected, rtol=1e-5, quiet=True)
 checks.check_close("hidden mean loss", _mean, np.mean(_expected), rtol=1e-5, quiet=True)
 assert len(_params) == 4, "the model's parameters"
