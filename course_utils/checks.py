@@ -620,6 +620,10 @@ KNOWN_ERRORS: dict[str, str] = {
         "`torch.from_numpy` takes a NumPy array but got a {got}: it already is a tensor, use it as it is "
         "(or `.clone()` it for a copy)"
     ),
+    r"\"log_softmax\w*\" not implemented for 'Long'|\"nll_loss\w*\" not implemented for 'Long'": (
+        "the loss got the labels where the scores belong: the order is `loss_fn(scores, labels)`, "
+        "scores (float, shape (N, C)) first"
+    ),
     r"must be Tensor, not tuple|for [^:]*: 'tuple' and 'Tensor'|instances of 'tuple' and|"
     r"'tuple' object has no attribute '(?:clamp|shape|size|view|reshape|mul|sum|t|T|detach|to|numel)'": (
         "a tuple was used where a tensor was needed: `ctx.saved_tensors` is a tuple even when one tensor "
@@ -820,10 +824,11 @@ def check_updated_in_place(
     if unchanged:
         raise CheckError(
             f"{name}: these parameters did not change after the update: {', '.join(unchanged)}. "
-            "Did you write `param = param - lr * param.grad` (or `w = w - lr * grad`)? That binds "
-            "the name to a new tensor and leaves the original parameter untouched, so the loss "
-            "stays flat: update in place with `param -= lr * param.grad` (for tensors that "
-            "require grad, inside `torch.no_grad()`)."
+            "Either no step was taken (a forgotten `optimizer.step()`, or a gradient that was "
+            "cleared before the step), or the step updated a copy: `param = param - lr * param.grad` "
+            "(or `w = w - lr * grad`) binds the name to a new tensor and leaves the original "
+            "parameter untouched, so the loss stays flat. Update in place with "
+            "`param -= lr * param.grad` (for tensors that require grad, inside `torch.no_grad()`)."
         )
     if not quiet:
         passed(name, "every parameter changed in place")

@@ -266,6 +266,8 @@ CASES = [
      "element 1 of the list is a list, not a tensor"),
     ("torch.from_numpy of a tensor", lambda: torch.from_numpy(torch.ones(2)), "it already is a tensor"),
     ("list into F.relu", lambda: F.relu([1.0, 2.0]), "a list was passed where PyTorch needs a tensor"),
+    ("loss arguments swapped", lambda: nn.CrossEntropyLoss()(torch.tensor([0, 2]), torch.randn(2, 3)),
+     "`loss_fn(scores, labels)`"),
     ("ctx.saved_tensors not unpacked", lambda: _TupleSaved.apply(torch.ones(2, requires_grad=True)).sum().backward(),
      "`(x,) = ctx.saved_tensors`"),
     ("a (value, cache) tuple used as a tensor", lambda: F.relu((torch.ones(2), None)), "returns a tuple"),
