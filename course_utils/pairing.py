@@ -37,6 +37,7 @@ __all__ = [
     "SyncConflict",
     "SyncWithSource",
     "build_notebook",
+    "canonical_source",
     "normalise",
     "notebook_text",
     "pair_state",
@@ -108,9 +109,13 @@ def normalise(nb: nbformat.NotebookNode, *, keep_layout: bool = False) -> nbform
     return nb
 
 
+def _read_source(text: str) -> nbformat.NotebookNode:
+    return normalise(jupytext.reads(text, fmt=SOURCE_FORMAT), keep_layout=True)
+
+
 def build_notebook(source: Path) -> nbformat.NotebookNode:
     """Read a jupytext percent source into a clean, output-free notebook (layout kept)."""
-    return normalise(jupytext.read(source, fmt=SOURCE_FORMAT), keep_layout=True)
+    return _read_source(source.read_text())
 
 
 def notebook_text(nb: nbformat.NotebookNode) -> str:
@@ -135,6 +140,11 @@ def _cells_digest(nb: nbformat.NotebookNode) -> str:
     return _digest(json.dumps(cells, sort_keys=True, ensure_ascii=False))
 
 
+def canonical_source(pair: Pair) -> str:
+    """The source text :func:`sync_pair` leaves: jupytext's percent layout, the cells' own blank lines."""
+    return _source_from(build_notebook(pair.source), pair)
+
+
 def recorded(pair: Pair) -> nbformat.NotebookNode:
     """The solution notebook built from ``pair``'s source, with the record of that sync."""
     nb = build_notebook(pair.source)
@@ -154,7 +164,7 @@ def _source_from(nb: nbformat.NotebookNode, pair: Pair) -> str:
     text_nb = copy.deepcopy(nb)
     text_nb.metadata = nbformat.from_dict({"jupytext": dict(TEXT_FILTERS)})
     text = jupytext.writes(text_nb, fmt=SOURCE_FORMAT)
-    back = normalise(jupytext.reads(text, fmt=SOURCE_FORMAT), keep_layout=True)
+    back = _read_source(text)
     if _cells_digest(back) != _cells_digest(nb):
         raise SyncConflict(pair, "the notebook holds something a percent source cannot represent "
                                  "(cell types or metadata outside nbgrader's and tags)")
@@ -203,8 +213,12 @@ def sync_pair(pair: Pair, *, prefer: str | None = None) -> tuple[str, nbformat.N
         state = "source changed" if prefer == "source" else "notebook changed"
     if state == "notebook changed":
         current = normalise(_read_notebook(pair), keep_layout=True)
-        text = _source_from(current, pair)
-        pair.source.write_text(text)
+        pair.source.write_text(_source_from(current, pair))
+    elif (canonical := canonical_source(pair)) != pair.source.read_text():
+        # Same cells, other spelling (another tool's layout or metadata order): back to the
+        # canonical text, so the next commit's diff is only the edit.
+        pair.source.write_text(canonical)
+        state = "rewritten" if state == "in sync" else state
     nb = recorded(pair)
     text = notebook_text(nb)
     if not pair.notebook.exists() or pair.notebook.read_text() != text:

@@ -28,6 +28,7 @@ from course_utils.pairing import (
     Pair,
     SyncConflict,
     build_notebook,
+    canonical_source,
     normalise,
     notebook_text,
     pair_state,
@@ -74,7 +75,8 @@ def stale_notebooks(root: Path | None = None) -> list[Path]:
     stale = []
     for pair in pairs(root):
         try:
-            fine = pair_state(pair) == "in sync" and pair.notebook.read_text() == notebook_text(recorded(pair))
+            fine = (pair_state(pair) == "in sync" and pair.notebook.read_text() == notebook_text(recorded(pair))
+                    and pair.source.read_text() == canonical_source(pair))
         except SyncConflict:
             fine = False
         if not fine:
@@ -104,7 +106,7 @@ def sync(
         elif state in ("source changed", "new"):
             done.append((pair.notebook, "rebuilt from its source"))
         elif state == "rewritten":
-            done.append((pair.notebook, "rewritten (no change of content)"))
+            done.append((pair.notebook, "rewritten (no change of content: canonical form)"))
     if conflicts:
         raise SyncConflict.combine(conflicts)
     return done

@@ -101,9 +101,10 @@ def test_a_save_in_lab_with_jupytext_keeps_both_files_in_step(course):
     cell = next(c for c in model["content"].cells if "build_mlp" in c.source and c.cell_type == "markdown")
     cell.source = cell.source.replace("build_mlp", "build_mlp (edited in Lab)", 1)
     manager.save(model, path)
-    after = pair.source.read_text()
-    assert "build_mlp (edited in Lab)" in after and _changed_lines(before, after) == 2
+    assert "build_mlp (edited in Lab)" in pair.source.read_text(), "the save did not reach the .py"
     assert pairing.pair_state(pair) == "in sync"
+    after = pair.source.read_text()
+    assert _changed_lines(before, after) == 2, "only the edited line should differ"
     release.sync(course)  # rewrites the notebook's record; no content changes
     assert pair.source.read_text() == after
     assert pairing.pair_state(pair) == "in sync" and release.stale_notebooks(course) == []
