@@ -877,7 +877,7 @@ def augment_and_normalize(x):
 fast_train = DeviceLoader(train_loader, device, preprocess=augment_and_normalize)
 fast_val = DeviceLoader(val_loader, device, preprocess=lambda x: cifar.normalize(x, mean, std))
 
-EPOCHS = budget(full=5, fast=2)
+num_epochs = budget(full=5, fast=2)
 RUN_DIR = Path("runs") / "08_data_pipeline" / time.strftime("small_convnet-%Y%m%d-%H%M%S")
 writer = SummaryWriter(log_dir=str(RUN_DIR))
 model = small_convnet().to(device)
@@ -890,7 +890,7 @@ with warnings.catch_warnings():  # add_graph uses torch.jit.trace, which warns t
     warnings.simplefilter("ignore")
     writer.add_graph(model, example_x[:2])
 
-for epoch in tqdm(range(EPOCHS), desc="epochs"):
+for epoch in tqdm(range(num_epochs), desc="epochs"):
     train_loss = train_one_epoch(model, fast_train, optimizer, loss_fn, writer, epoch)
     val_loss, val_acc = validate(model, fast_val, loss_fn)
     writer.add_scalar("loss/val", val_loss, (epoch + 1) * len(fast_train))
@@ -919,8 +919,8 @@ tags = events.Tags()
 print("scalars:", tags["scalars"], "| images:", tags["images"], "| graph:", tags["graph"])
 train_points = events.Scalars("loss/train")
 steps = [p.step for p in train_points]
-checks.check_true("every batch logged", len(train_points) == EPOCHS * len(fast_train),
-                  f"{len(train_points)} points for {EPOCHS} epochs of {len(fast_train)} batches.")
+checks.check_true("every batch logged", len(train_points) == num_epochs * len(fast_train),
+                  f"{len(train_points)} points for {num_epochs} epochs of {len(fast_train)} batches.")
 checks.check_true("steps increase", steps == sorted(set(steps)),
                   "the logged steps repeat or go backwards: the global step must keep growing across epochs.")
 
