@@ -100,9 +100,10 @@ def check_accuracy(loader, model):
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "accuracy-check-md", "locked": true, "schema_version": 3, "solution": false}
 # **Self-check** with a stand-in model whose answers we know: in evaluation mode it predicts
-# the class written in the first input feature, in training mode it is always wrong, and
-# it records whether autograd was on. Batches of 3, 3 and 2 samples with 3, 1 and 0 correct:
-# the accuracy is 4/8 = 0.5 (the mean of the batch accuracies would be 4/9).
+# the class written in the first input feature, in training mode the next class (so it is
+# right on other samples), and it records whether autograd was on. Batches of 3, 3 and 2
+# samples with 3, 1 and 0 correct: the accuracy is 4/8 = 0.5 (the mean of the batch
+# accuracies would be 4/9; in training mode the model gets 3/8).
 
 # %% nbgrader={"grade": false, "grade_id": "accuracy-check", "locked": true, "schema_version": 3, "solution": false}
 class ProbeModel(nn.Module):
@@ -131,7 +132,7 @@ def probe_batches(guesses, labels, sizes):
 probe = ProbeModel()
 probe.train()
 with checks.explain_errors("check_accuracy"):
-    acc = check_accuracy(probe_batches([0, 1, 2, 0, 0, 0, 1, 2], [0, 1, 2, 0, 1, 2, 0, 0], [3, 3, 2]), probe)
+    acc = check_accuracy(probe_batches([0, 1, 2, 0, 0, 0, 1, 2], [0, 1, 2, 0, 1, 2, 2, 0], [3, 3, 2]), probe)
 checks.check_true("returns a float", isinstance(acc, float),
                   f"check_accuracy should return a Python float, got {type(acc).__name__}: use .item() and "
                   "float division.")
@@ -139,7 +140,7 @@ checks.check_close(
     "accuracy", acc, 0.5,
     mistakes={"integer division: num_correct // num_samples": 0.0,
               "mean of per-batch accuracies instead of counting over all samples": 4 / 9,
-              "model.eval() missing: the model was evaluated in training mode": 2 / 8},
+              "model.eval() missing: the model was evaluated in training mode": 3 / 8},
 )
 checks.check_true("torch.no_grad()", not any(probe.grad_enabled),
                   "autograd was recording during evaluation: wrap the loop in `with torch.no_grad():`.")
@@ -147,7 +148,8 @@ checks.check_true("torch.no_grad()", not any(probe.grad_enabled),
 # %% nbgrader={"grade": true, "grade_id": "test-check-accuracy", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: check_accuracy (hidden tests: other batch sizes, a model left in training mode).
 _probe = ProbeModel()
-assert abs(check_accuracy(probe_batches([0, 1], [0, 1], [2]), _probe) - 1.0) < 1e-12
+assert abs(check_accuracy(probe_batches([0, 1], [0, 1], [2]), _probe) - 1.0) < 1e-6, \
+    "check_accuracy should be 1.0 when every prediction is right"
 ### BEGIN HIDDEN TESTS
 def _probe_accuracy(check_accuracy, guesses, labels, sizes, num_classes):
     """check_accuracy on a probe model (like ProbeModel, built in the kernel) handed over in training mode."""
@@ -178,7 +180,7 @@ for _guesses, _labels, _sizes, _expected in [
 ]:
     _acc, _grad_enabled = checks.run_in_kernel(_probe_accuracy, check_accuracy, _guesses, _labels, _sizes, 4)
     assert isinstance(_acc, float), "check_accuracy should return a Python float"
-    assert abs(_acc - _expected) < 1e-9, "wrong accuracy: count over all samples, divide once, in evaluation mode"
+    assert abs(_acc - _expected) < 1e-6, "wrong accuracy: count over all samples, divide once, in evaluation mode"
     assert not any(_grad_enabled), "evaluation must run under torch.no_grad()"
 ### END HIDDEN TESTS
 checks.passed("check_accuracy")
@@ -233,21 +235,21 @@ def zero_weight(shape):
 # %% nbgrader={"grade": false, "grade_id": "init-check", "locked": true, "schema_version": 3, "solution": false}
 torch.manual_seed(0)
 with checks.explain_errors("random_weight"):
-    w_fc = random_weight((200, 50))
+    w_fc = random_weight((120, 50))
     w_conv = random_weight((16, 8, 3, 3))
-checks.check_tensor("random_weight", w_fc, shape=(200, 50), dtype=torch.float32, device=device)
+checks.check_tensor("random_weight", w_fc, shape=(120, 50), dtype=torch.float32, device=device)
 checks.check_true("a leaf that requires grad", w_fc.is_leaf and w_fc.requires_grad,
                   "the weight must be a leaf tensor with requires_grad=True. "
                   + ("It is not a leaf: you multiplied after creating it with requires_grad=True. "
                      "Scale first, then call .requires_grad_()." if not w_fc.is_leaf else ""))
-checks.check_close("mean of the entries", w_fc.mean(), 0.0, atol=0.01)
 checks.check_close("std for fan_in = 50", w_fc.std(), math.sqrt(2 / 50), rtol=0.05,
-                   mistakes={"fan_in taken from shape[0] (that is fan_out)": math.sqrt(2 / 200),
+                   mistakes={"fan_in taken from shape[0] (that is fan_out)": math.sqrt(2 / 120),
                              "the variance 2 / fan_in used as the standard deviation (missing sqrt)": 2 / 50,
                              "plain standard normal, no Kaiming scaling": 1.0})
 checks.check_close("std of a conv weight (fan_in = 8 * 3 * 3)", w_conv.std(), math.sqrt(2 / 72), rtol=0.1,
                    mistakes={"fan_in taken from shape[0] (that is fan_out)": math.sqrt(2 / 16),
                              "fan_in taken from shape[1] only, ignoring the kernel size": math.sqrt(2 / 8)})
+checks.check_close("mean of the entries", w_fc.mean(), 0.0, atol=0.01)
 with checks.explain_errors("zero_weight"):
     b = zero_weight((7,))
 checks.check_tensor("zero_weight", b, shape=(7,), dtype=torch.float32, device=device)
@@ -256,7 +258,8 @@ checks.check_true("zeros, leaf, requires grad", bool((b == 0).all()) and b.is_le
 
 # %% nbgrader={"grade": true, "grade_id": "test-init", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: random_weight and zero_weight (hidden tests: other shapes and fan-ins).
-assert random_weight((3, 4)).shape == (3, 4) and zero_weight((5,)).shape == (5,)
+assert random_weight((3, 4)).shape == (3, 4) and zero_weight((5,)).shape == (5,), \
+    "random_weight and zero_weight should return tensors of the shape asked for"
 ### BEGIN HIDDEN TESTS
 def _seed(seed):
     torch.manual_seed(seed)  # the student's code draws from the kernel's random state
@@ -311,9 +314,11 @@ def three_layer_convnet(x, params):
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "forward-check-md", "locked": true, "schema_version": 3, "solution": false}
 # **Self-check** by properties that need no reference implementation: the output shape;
-# with all-zero weights the scores are exactly the final bias; and with positive inputs,
-# negative first-layer filters and a negative first bias, the ReLU zeroes everything, so the
-# second layer sees zeros and its ReLU passes `relu(conv_b2)` on.
+# with all-zero weights the scores are exactly the final bias; and a probe whose feature maps
+# are constant per channel, so its scores can be worked out by hand. Its `conv_w1` is zero, so
+# the first layer outputs its bias `b1` at every pixel; its `conv_w2` is zero except the centre
+# tap `M`, so the second layer outputs `M @ relu(b1) + b2` at every pixel. Some entries of `b1`
+# and of that sum are negative, so each missing ReLU (or bias) gives scores of its own.
 
 # %% nbgrader={"grade": false, "grade_id": "forward-check", "locked": true, "schema_version": 3, "solution": false}
 def make_params(channel_1=6, channel_2=4, num_classes=10, size=32):
@@ -322,28 +327,48 @@ def make_params(channel_1=6, channel_2=4, num_classes=10, size=32):
             random_weight((num_classes, channel_2 * size * size)), zero_weight((num_classes,))]
 
 
+def relu_probe(channel_1, channel_2, num_classes=10, size=32):
+    """The probe's six parameters (channel_1 even, channel_2 a multiple of 4), the scores of a batch
+    of 2 worked out by hand, and the scores that classic mistakes give."""
+    b1 = torch.tensor([2.0, -4.0]).repeat(channel_1 // 2)       # relu(b1) has mean 1, b1 mean -1
+    mix = torch.full((channel_2, channel_1), 1.0 / channel_1)   # M: each output channel averages the inputs
+    b2 = torch.tensor([2.0, -2.0, 1.5, -0.5]).repeat(channel_2 // 4)
+    conv_w1 = torch.zeros(channel_1, 3, 5, 5)
+    conv_w2 = torch.zeros(channel_2, channel_1, 3, 3)
+    conv_w2[:, :, 1, 1] = mix
+    fc_w = torch.randn(num_classes, channel_2 * size * size, generator=torch.Generator().manual_seed(1)) / size
+    fc_b = torch.arange(float(num_classes))
+
+    def scores(h2):  # h2: the second layer's output, one value per channel, the same at every pixel
+        return (fc_w @ h2.repeat_interleave(size * size) + fc_b).expand(2, num_classes)
+
+    expected = scores(torch.relu(mix @ torch.relu(b1) + b2))
+    mistakes = {
+        "the first ReLU (after the first convolution) is missing": scores(torch.relu(mix @ b1 + b2)),
+        "the second ReLU (after the second convolution) is missing": scores(mix @ torch.relu(b1) + b2),
+        "both ReLUs are missing": scores(mix @ b1 + b2),
+        "the biases are never used (a convolution or linear layer without its bias)": torch.zeros(2, num_classes),
+        "the convolutions' biases are never used": fc_b.expand(2, num_classes),
+    }
+    params = [t.to(device) for t in (conv_w1, b1, conv_w2, b2, fc_w, fc_b)]
+    return params, expected, mistakes
+
+
 torch.manual_seed(0)
 x_probe = torch.rand(2, 3, 32, 32, device=device)
 with checks.explain_errors("three_layer_convnet"):
     scores = checks.check_forward_shape("three_layer_convnet", lambda x: three_layer_convnet(x, make_params()),
                                         x_probe, (2, 10))
-with torch.no_grad():
+with torch.no_grad(), checks.explain_errors("three_layer_convnet"):
     zero_params = [torch.zeros_like(p) for p in make_params()]
     zero_params[5] = torch.arange(10.0, device=device)
     checks.check_close("all-zero weights give the final bias", three_layer_convnet(x_probe, zero_params),
-                       torch.arange(10.0).expand(2, 10))
-    relu_params = make_params()
-    relu_params[0] = -relu_params[0].abs()
-    relu_params[1] = -torch.ones(6, device=device)
-    relu_params[3] = torch.tensor([1.0, -1.0, 2.0, -2.0], device=device)
-    fc_w = relu_params[4]
-    after_relu = torch.tensor([1.0, 0.0, 2.0, 0.0], device=device).repeat_interleave(32 * 32)
-    checks.check_close(
-        "ReLUs in the right places", three_layer_convnet(x_probe, relu_params), (fc_w @ after_relu).expand(2, 10),
-        rtol=1e-4, atol=1e-4,
-        mistakes={"the second ReLU is missing": (fc_w @ torch.tensor([1.0, -1.0, 2.0, -2.0], device=device)
-                                                 .repeat_interleave(32 * 32)).expand(2, 10)},
-    )
+                       torch.arange(10.0).expand(2, 10),
+                       mistakes={"softmax applied to the scores: return the raw scores, F.cross_entropy applies "
+                                 "log-softmax itself": torch.softmax(torch.arange(10.0), 0).expand(2, 10)})
+    probe_params, probe_expected, probe_mistakes = relu_probe(6, 4)
+    checks.check_close("ReLUs and biases in the right places", three_layer_convnet(x_probe, probe_params),
+                       probe_expected, rtol=1e-4, atol=1e-4, mistakes=probe_mistakes)
 
 # %% nbgrader={"grade": true, "grade_id": "test-barebones", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: three_layer_convnet (hidden tests: other sizes, against a reference). The parameters
@@ -442,6 +467,15 @@ class ThreeLayerConvNet(nn.Module):
 
 
 # %% nbgrader={"grade": false, "grade_id": "module-check", "locked": true, "schema_version": 3, "solution": false}
+def load_probe(layers, params):
+    """Copy the probe's (weight, bias) pairs into conv1, conv2 and fc (a layer without a bias keeps none)."""
+    with torch.no_grad():
+        for layer, weight, bias in zip(layers, params[0::2], params[1::2]):
+            layer.weight.copy_(weight)
+            if layer.bias is not None:
+                layer.bias.copy_(bias)
+
+
 torch.manual_seed(0)
 with checks.explain_errors("ThreeLayerConvNet"):
     net = ThreeLayerConvNet(3, 12, 8, 10)
@@ -452,16 +486,30 @@ n_params = sum(p.numel() for p in net.parameters())
 checks.check_true("parameter count", n_params == (12 * 3 * 25 + 12) + (8 * 12 * 9 + 8) + (10 * 8 * 32 * 32 + 10),
                   f"expected {(12 * 3 * 25 + 12) + (8 * 12 * 9 + 8) + (10 * 8 * 32 * 32 + 10)} parameters "
                   f"(conv1 + conv2 + fc, weights and biases), got {n_params}.")
+checks.check_close("conv2 weight std (Kaiming: sqrt(2 / fan_in), fan_in = 12 * 3 * 3)",
+                   net.conv2.weight.std(), math.sqrt(2 / 108), rtol=0.12,
+                   mistakes={"the layer's default initialisation: use nn.init.kaiming_normal_":
+                             math.sqrt(1 / (3 * 108)),
+                             "Kaiming with mode='fan_out' (fan_out = 8 * 3 * 3): the default mode='fan_in' is the one":
+                             math.sqrt(2 / 72)})
 checks.check_close("conv1 weight std (Kaiming: sqrt(2 / fan_in), fan_in = 3 * 5 * 5)",
                    net.conv1.weight.std(), math.sqrt(2 / 75), rtol=0.12,
                    mistakes={"the layer's default initialisation: use nn.init.kaiming_normal_":
                              math.sqrt(1 / (3 * 75))})
 checks.check_true("zero biases", all(bool((m.bias == 0).all()) for m in (net.conv1, net.conv2, net.fc)),
                   "initialise every bias with nn.init.zeros_.")
+# The probe of Exercise 3 in the layers of a copy: constant feature maps, scores worked out by hand.
+probe_net = copy.deepcopy(net)
+probe_params, probe_expected, probe_mistakes = relu_probe(12, 8)
+load_probe((probe_net.conv1, probe_net.conv2, probe_net.fc), probe_params)
+with torch.no_grad(), checks.explain_errors("ThreeLayerConvNet forward"):
+    checks.check_close("ReLUs and biases in forward", probe_net(torch.zeros(2, 3, 32, 32)), probe_expected,
+                       rtol=1e-4, atol=1e-4, mistakes=probe_mistakes)
 
 # %% nbgrader={"grade": true, "grade_id": "test-module", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: ThreeLayerConvNet (hidden tests: other sizes, initialisation statistics, the forward pass).
-assert ThreeLayerConvNet(3, 4, 2, 5)(torch.zeros(1, 3, 32, 32)).shape == (1, 5)
+assert ThreeLayerConvNet(3, 4, 2, 5)(torch.zeros(1, 3, 32, 32)).shape == (1, 5), \
+    "ThreeLayerConvNet(3, 4, 2, 5) should map a (1, 3, 32, 32) batch to (1, 5) scores"
 ### BEGIN HIDDEN TESTS
 def _seed(seed):
     torch.manual_seed(seed)  # the student's layers draw from the kernel's random state
@@ -531,10 +579,10 @@ def train(model, optimizer, loader, epochs=1):
 
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "train-check-md", "locked": true, "schema_version": 3, "solution": false}
-# **Self-check.** (1) On one fixed batch of 32 real images, 15 steps must cut the loss at
-# least in half: a network can always memorise a tiny batch, so if it does not, the loop
-# is broken. (2) With learning rate 0 the parameters never move, so after two steps on the
-# same batch `.grad` must hold one step's gradient, not two.
+# **Self-check.** (1) On one fixed batch of 32 real images, 15 steps must change the
+# parameters and cut the loss at least in half: a network can always memorise a tiny batch,
+# so if it does not, the loop is broken. (2) With learning rate 0 the parameters never move,
+# so after two steps on the same batch `.grad` must hold one step's gradient, not two.
 
 # %% nbgrader={"grade": false, "grade_id": "train-check", "locked": true, "schema_version": 3, "solution": false}
 def tiny_net():
@@ -545,15 +593,21 @@ fixed_x, fixed_y = x_batch[:32], y_batch[:32]
 torch.manual_seed(0)
 overfit_net = tiny_net().to(device)
 overfit_net.eval()
+overfit_start = checks.param_snapshot(overfit_net)
 with checks.explain_errors("train"):
     fixed_losses = train(overfit_net, torch.optim.Adam(overfit_net.parameters(), lr=3e-3), [(fixed_x, fixed_y)] * 15)
-checks.check_true("one loss per step", len(fixed_losses) == 15 and all(isinstance(v, float) for v in fixed_losses),
-                  f"expected 15 float losses, got {len(fixed_losses)} values of types {sorted({type(v).__name__ for v in fixed_losses})}.")
-print(f"loss on one fixed batch: {fixed_losses[0]:.3f} -> {fixed_losses[-1]:.3f}")
-checks.check_true("the loss falls on a fixed batch", fixed_losses[-1] < 0.5 * fixed_losses[0],
-                  "the loss did not halve in 15 steps on one batch: is optimizer.step() called, and zero_grad()?")
-checks.check_true("training mode", overfit_net.training,
-                  "the model is still in evaluation mode: call model.train() at the start of each epoch.")
+checks.check_true("one loss per step", isinstance(fixed_losses, list) and len(fixed_losses) == 15,
+                  f"expected a list of 15 losses, one per step, got a {type(fixed_losses).__name__}"
+                  + (f" of {len(fixed_losses)} items." if hasattr(fixed_losses, "__len__") else "."))
+checks.check_true("losses as floats", all(isinstance(v, float) for v in fixed_losses),
+                  "the losses are tensors, not floats: append loss.item(). A loss tensor keeps its whole graph "
+                  "alive, so memory grows with every step." if any(isinstance(v, torch.Tensor) for v in fixed_losses)
+                  else f"expected Python floats, got {sorted({type(v).__name__ for v in fixed_losses})}.")
+checks.check_true("the parameters change", any(not torch.equal(p.detach(), overfit_start[n])
+                                               for n, p in overfit_net.named_parameters()),
+                  "no parameter changed in 15 steps: optimizer.step() is never called, or zero_grad() runs between "
+                  "loss.backward() and optimizer.step() and wipes the gradients before the update. "
+                  "The order is zero_grad(), backward(), step().")
 
 frozen_net = tiny_net().to(device)
 with checks.explain_errors("train"):
@@ -567,11 +621,16 @@ accumulated = any(p.grad is not None and torch.allclose(p.grad, 2 * q.grad, rtol
 checks.check_true("gradients zeroed every step", not accumulated,
                   "after two steps .grad holds twice one step's gradient: gradients never zeroed, so they "
                   "accumulate across steps. Call optimizer.zero_grad() before loss.backward().")
+print(f"loss on one fixed batch: {fixed_losses[0]:.3f} -> {fixed_losses[-1]:.3f}")
+checks.check_true("the loss falls on a fixed batch", fixed_losses[-1] < 0.5 * fixed_losses[0],
+                  "the loss did not halve in 15 steps on one batch: is optimizer.step() called, and zero_grad()?")
+checks.check_true("training mode", overfit_net.training,
+                  "the model is still in evaluation mode: call model.train() at the start of each epoch.")
 
 # %% nbgrader={"grade": true, "grade_id": "test-train", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: the training loop (hidden tests: a BatchNorm model handed over in eval mode, two
 # epochs, losses and parameters against a reference loop).
-assert len(fixed_losses) == 15
+assert len(fixed_losses) == 15, "train should return one loss per step (15 in the self-check)"
 ### BEGIN HIDDEN TESTS
 def _train_in_kernel(train, state, x, y):
     """train on a BatchNorm model built in the kernel from state, handed over in eval mode; 2 epochs of 6 batches."""
@@ -645,16 +704,29 @@ torch.manual_seed(0)
 with checks.explain_errors("sequential_convnet"):
     seq = sequential_convnet(3, 12, 8, 10)
 checks.check_true("an nn.Sequential", isinstance(seq, nn.Sequential), f"expected nn.Sequential, got {type(seq).__name__}.")
+checks.check_true("nn.Flatten before nn.Linear", any(isinstance(m, nn.Flatten) for m in seq),
+                  "nn.Flatten() is missing before nn.Linear: on a (N, C, H, W) batch the linear layer would act on "
+                  "the last dimension (the width) only.")
 with checks.explain_errors("sequential_convnet forward"):
     seq_scores = checks.check_forward_shape("sequential_convnet", seq, x_batch[:8].cpu(), (8, 10))
 checks.check_cross_entropy_inputs("sequential_convnet output", seq_scores, y_batch[:8].cpu())
 seq_expected = (12 * 3 * 25 + 12) + (8 * 12 * 9 + 8) + (10 * 8 * 32 * 32 + 10)
 checks.check_true("parameter count", sum(p.numel() for p in seq.parameters()) == seq_expected,
                   f"the Sequential version should have the same {seq_expected} parameters as ThreeLayerConvNet(3, 12, 8, 10).")
+# The probe of Exercise 3 again, in the layers with parameters of a copy.
+probe_seq = copy.deepcopy(seq)
+probe_layers = [m for m in probe_seq.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+checks.check_true("layers", len(probe_layers) == 3, f"expected two nn.Conv2d and one nn.Linear, found "
+                  f"{[type(m).__name__ for m in probe_layers]}.")
+probe_params, probe_expected, probe_mistakes = relu_probe(12, 8)
+load_probe(probe_layers, probe_params)
+with torch.no_grad(), checks.explain_errors("sequential_convnet forward"):
+    checks.check_close("ReLUs in the Sequential", probe_seq(torch.zeros(2, 3, 32, 32)), probe_expected,
+                       rtol=1e-4, atol=1e-4, mistakes=probe_mistakes)
 
 # %% nbgrader={"grade": true, "grade_id": "test-sequential", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Graded: sequential_convnet (hidden tests: other sizes, the forward pass against a reference).
-assert checks.is_instance(sequential_convnet(3, 4, 2, 5), nn.Sequential)
+assert checks.is_instance(sequential_convnet(3, 4, 2, 5), nn.Sequential), "sequential_convnet should return an nn.Sequential"
 ### BEGIN HIDDEN TESTS
 def _layer_parameters(seq):
     """Each layer's parameters by name ({"weight": ..., "bias": ...}, or {} for a layer without)."""
@@ -726,6 +798,9 @@ def per_class_accuracy(cm):
 # By hand: (true, predicted) pairs (0,0) (1,1) (2,1) (2,2) (2,2) (1,0).
 with checks.explain_errors("confusion_matrix"):
     cm_small = confusion_matrix(torch.tensor([0, 1, 1, 2, 2, 0]), torch.tensor([0, 1, 2, 2, 2, 1]), 3)
+checks.check_true("integer counts", not isinstance(cm_small, torch.Tensor) or not cm_small.dtype.is_floating_point,
+                  f"the confusion matrix has dtype {getattr(cm_small, 'dtype', None)}: counts are integers, and "
+                  "torch.zeros(...) makes float32 unless you pass dtype=torch.int64.")
 checks.check_tensor("confusion matrix", cm_small, shape=(3, 3), dtype=torch.int64)
 checks.check_close("confusion matrix", cm_small, [[1, 0, 0], [1, 1, 0], [0, 1, 2]],
                    mistakes={"transposed: rows must be the true class, columns the prediction":
@@ -734,11 +809,13 @@ with checks.explain_errors("per_class_accuracy"):
     per_class_small = per_class_accuracy(torch.tensor([[1, 0, 0], [1, 1, 0], [0, 1, 2]]))
 checks.check_close("per-class accuracy", per_class_small, [1.0, 0.5, 2 / 3],
                    mistakes={"divided by the column sums (that is precision, not per-class accuracy)": [0.5, 0.5, 1.0],
+                             "divided by the total count of all classes instead of each row's sum": [1 / 6, 1 / 6, 2 / 6],
                              "integer division": [1, 0, 0]})
 
 # %% nbgrader={"grade": true, "grade_id": "test-confusion", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: confusion_matrix and per_class_accuracy (hidden tests: random predictions, 4 and 10 classes).
-assert confusion_matrix(torch.tensor([1]), torch.tensor([0]), 2).tolist() == [[0, 1], [0, 0]]
+assert confusion_matrix(torch.tensor([1]), torch.tensor([0]), 2).tolist() == [[0, 1], [0, 0]], \
+    "one sample of true class 0 predicted as 1 should give [[0, 1], [0, 0]]"
 ### BEGIN HIDDEN TESTS
 _gen = torch.Generator().manual_seed(31)
 for _k, _n in [(4, 50), (10, 500)]:
@@ -853,11 +930,21 @@ torch.manual_seed(config.seed)
 start = time.perf_counter()
 with checks.explain_errors("build_my_model / train_my_model"):
     my_model = build_my_model().to(device)
+    my_start = checks.param_snapshot(my_model)
     train_my_model(my_model, x_train, y_train, TIME_LIMIT_S)
 my_train_seconds = time.perf_counter() - start
 print(f"training took {my_train_seconds:.1f} s (limit {TIME_LIMIT_S} s); "
       f"{sum(p.numel() for p in my_model.parameters()):,} parameters")
 my_val_acc = check_accuracy(loader_val, my_model)
+checks.check_true(
+    "the model given to train_my_model trained",
+    any(not torch.equal(p.detach(), my_start[n]) for n, p in my_model.named_parameters()),
+    "none of the model's parameters changed, although backward() computed gradients for them: optimizer.step() "
+    "is never called, or the update rebinds a name (`param = param - lr * param.grad` makes a new tensor) "
+    "instead of changing the parameter in place (`param -= lr * param.grad` under torch.no_grad())."
+    if any(p.grad is not None for p in my_model.parameters()) else
+    "none of the model's parameters changed, and none has a gradient: train_my_model trained another model "
+    "(a new one, or a copy), not the `model` it was given. Train that model in place.")
 
 # %% nbgrader={"grade": true, "grade_id": "test-target", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 # Graded: the open-ended target (hidden: the accuracy on the test set, in evaluation mode,

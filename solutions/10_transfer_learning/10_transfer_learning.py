@@ -146,12 +146,28 @@ old_head = probe_model.fc
 with checks.explain_errors("replace_head"):
     probe_model = replace_head(probe_model, 2)
 checks.check_true("replace_head returns the model", isinstance(probe_model, nn.Module),
-                  "replace_head should return the model it changed.")
+                  "replace_head should return the model it changed"
+                  + (": it returned None (a `return model` is missing)." if probe_model is None else "."))
 checks.check_true("a new layer", probe_model.fc is not old_head and isinstance(probe_model.fc, nn.Linear),
                   "model.fc is still the old layer: assign a new nn.Linear to model.fc.")
+head_shape = tuple(probe_model.fc.weight.shape)
+checks.check_true("nn.Linear(in_features, out_features)", head_shape != (512, 2),
+                  "the new head's weight has shape (512, 2): the arguments of nn.Linear are swapped. It is "
+                  "nn.Linear(in_features, out_features), here nn.Linear(512, 2).")
+checks.check_true("inputs of the new head", head_shape != (2, 1000),
+                  "the new head has 1000 inputs: they came from model.fc.out_features (the 1000 ImageNet classes); "
+                  "the inputs are model.fc.in_features.")
 checks.check_shape("new head weight", probe_model.fc.weight, (2, 512))
 with torch.no_grad(), checks.explain_errors("the model with its new head"):
     checks.check_shape("output of a batch of 3 images", probe_model.eval()(torch.randn(3, 3, 64, 64)), (3, 2))
+# A network whose features have 64 entries, not 512: the head must read its size from the model.
+other_model = cifar.ResNet9(num_classes=10, width=8)
+with checks.explain_errors("replace_head"):
+    other_model = replace_head(other_model, 3)
+other_inputs = other_model.fc.weight.shape[1]
+checks.check_true("in_features read from the model", other_inputs == 64,
+                  f"on a ResNet-9 whose fc has 64 inputs the new head has {other_inputs}: the number of inputs is "
+                  "hard-coded (512 fits ResNet-18 only). Read it from model.fc.in_features.")
 
 # %% nbgrader={"grade": true, "grade_id": "test-head", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 # Graded: the new head (hidden tests: other networks and numbers of classes).
@@ -241,13 +257,19 @@ check_model.fc = nn.Linear(512, 2)
 total = sum(p.numel() for p in check_model.parameters())
 with checks.explain_errors("set_trainable(model, 'feature_extractor')"):
     set_trainable(check_model, "feature_extractor")
-checks.check_close("trainable parameters, feature extractor", count_trainable(check_model), 512 * 2 + 2,
-                   mistakes={"the new head is frozen too: nothing trains": 0,
-                             "the backbone is not frozen": total})
+n_trainable = count_trainable(check_model)
+checks.check_true("trainable parameters, feature extractor", n_trainable == 512 * 2 + 2, {
+    0: "no parameter trains: the new head is frozen too. Set requires_grad=True on model.fc's parameters "
+       "after freezing the rest.",
+    total: "every parameter still trains: the backbone is not frozen. Assign `param.requires_grad = False` "
+           "(`==` only compares; model.eval() and torch.no_grad() freeze nothing).",
+}.get(n_trainable, f"{n_trainable:,} parameters train, expected 1,026 (the head's 512 * 2 weights and 2 biases)."))
 with checks.explain_errors("set_trainable(model, 'finetune')"):
     set_trainable(check_model, "finetune")
-checks.check_close("trainable parameters, fine-tuning", count_trainable(check_model), total,
-                   mistakes={"after freezing, fine-tuning must set requires_grad=True again everywhere": 1026})
+n_trainable = count_trainable(check_model)
+checks.check_true("trainable parameters, fine-tuning", n_trainable == total,
+                  "only the head trains: after freezing, fine-tuning must set requires_grad=True again everywhere."
+                  if n_trainable == 1026 else f"{n_trainable:,} of the {total:,} parameters train; all of them should.")
 print(f"ResNet-18 with a 2-class head: {total:,} parameters; the feature extractor trains 1,026 of them.")
 
 # %% nbgrader={"grade": true, "grade_id": "test-trainable", "locked": true, "points": 2, "schema_version": 3, "solution": false}
@@ -343,26 +365,52 @@ def describe_groups(optimizer):
     return [(len(g["params"]), g["lr"]) for g in optimizer.param_groups]
 
 
+def build_optimizer(name, model, **kwargs):
+    """make_optimizer(model, **kwargs), naming a parameter put in two groups (torch refuses that)."""
+    try:
+        with checks.explain_errors(name):
+            return make_optimizer(model, **kwargs)
+    except ValueError as err:
+        checks.check_true(name, "more than one parameter group" not in str(err),
+                          "a parameter is in two groups (torch: 'some parameters appear in more than one parameter "
+                          "group'): the body group must leave out the head's parameters (those of model.fc).")
+        raise
+
+
+GROUP_MISTAKES = {  # sorted (tensors, lr) of the groups -> the slip
+    ((2, 0.01), (60, 0.01)): "body_lr is ignored: the body group must use body_lr (and lr only when body_lr is None).",
+    ((2, 0.001), (60, 0.01)): "the learning rates are swapped: the head (model.fc) gets lr, the body gets body_lr.",
+    ((62, 0.01),): "one group for everything: the head and the body need separate parameter groups.",
+}
+
 check_model = models.resnet18(weights=None)
 check_model.fc = nn.Linear(512, 2)
 trainable_ids = {id(p) for p in check_model.fc.parameters()}
 for p in check_model.parameters():
     p.requires_grad = id(p) in trainable_ids
-with checks.explain_errors("make_optimizer"):
-    frozen_opt = make_optimizer(check_model, lr=0.01)
+frozen_opt = build_optimizer("make_optimizer", check_model, lr=0.01)
 held = optimizer_params(frozen_opt)
 checks.check_true("frozen body not in the optimizer", held <= trainable_ids,
                   f"the optimizer holds {len(held - trainable_ids)} frozen parameters: the frozen backbone is "
                   "still handed to the optimizer. Give it only parameters with requires_grad=True.")
 checks.check_true("head in the optimizer", trainable_ids <= held,
                   "the new head's parameters are missing from the optimizer, so the head never trains.")
+checks.check_true("no empty group", all(g["params"] for g in frozen_opt.param_groups),
+                  f"groups (tensors, lr) = {describe_groups(frozen_opt)}: an empty parameter group. When the body is "
+                  "frozen, leave its group out.")
 for p in check_model.parameters():
     p.requires_grad = True
-with checks.explain_errors("make_optimizer with body_lr"):
-    split_opt = make_optimizer(check_model, lr=0.01, body_lr=0.001)
-checks.check_true("two groups", sorted(describe_groups(split_opt)) == [(2, 0.01), (60, 0.001)],
-                  f"expected a head group (2 tensors, lr 0.01) and a body group (60 tensors, lr 0.001); "
-                  f"got (tensors, lr) = {describe_groups(split_opt)}.")
+split_opt = build_optimizer("make_optimizer with body_lr", check_model, lr=0.01, body_lr=0.001, weight_decay=1e-4)
+split_groups = tuple(sorted(describe_groups(split_opt)))
+checks.check_true("two groups", split_groups == ((2, 0.01), (60, 0.001)), GROUP_MISTAKES.get(
+    split_groups, f"expected a head group (2 tensors, lr 0.01) and a body group (60 tensors, lr 0.001); "
+                  f"got (tensors, lr) = {describe_groups(split_opt)}."))
+momenta = [g.get("momentum") for g in split_opt.param_groups]
+checks.check_true("momentum 0.9", all(m == 0.9 for m in momenta),
+                  f"the groups have momentum {momenta}: momentum=0.9 is missing (SGD's default is no momentum).")
+checks.check_true("weight decay", all(g.get("weight_decay") == 1e-4 for g in split_opt.param_groups),
+                  "make_optimizer(..., weight_decay=1e-4) gave groups with weight_decay "
+                  f"{[g.get('weight_decay') for g in split_opt.param_groups]}: weight_decay is not passed on to SGD.")
 print("groups (tensors, lr):", describe_groups(frozen_opt), "frozen body;", describe_groups(split_opt), "fine-tuning")
 
 # %% nbgrader={"grade": true, "grade_id": "test-optimizer", "locked": true, "points": 2, "schema_version": 3, "solution": false}
@@ -493,20 +541,33 @@ class BestWeights:
 
 
 # %% nbgrader={"grade": false, "grade_id": "best-check", "locked": true, "schema_version": 3, "solution": false}
+# Four epochs with scores 0.6, 0.8, 0.8 (a tie) and 0.7: the weights of epoch 1 are the ones to keep.
 tiny = nn.Linear(3, 1)
-history_of_weights = []
+steps = torch.Generator().manual_seed(0)
+history_of_weights, kept = [], []
 with checks.explain_errors("BestWeights"):
     tracker = BestWeights()
-    for epoch, score in enumerate([0.6, 0.8, 0.7]):
+    for epoch, score in enumerate([0.6, 0.8, 0.8, 0.7]):
         with torch.no_grad():
-            tiny.weight.add_(1.0)  # an optimizer step changes the weights in place
+            tiny.weight.add_(torch.randn(tiny.weight.shape, generator=steps))  # a step changes the weights in place
         history_of_weights.append(tiny.weight.detach().clone())
-        tracker.update(tiny, score, epoch)
-    tracker.restore(tiny)
-checks.check_true("best epoch", tracker.best_epoch == 1, f"best_epoch is {tracker.best_epoch}, expected 1 (score 0.8).")
+        kept.append(tracker.update(tiny, score, epoch))
+    restored = tracker.restore(tiny)
+checks.check_true("best epoch", tracker.best_epoch == 1,
+                  "best_epoch is 2: on a tie (0.8 again in epoch 2) the earlier epoch must stay. Keep the weights "
+                  "only when the score is strictly higher (>, not >=)." if tracker.best_epoch == 2 else
+                  f"best_epoch is {tracker.best_epoch}, expected 1 (score 0.8).")
+checks.check_true("update returns whether it kept the weights", kept == [True, True, False, False],
+                  f"update returned {kept}, expected [True, True, False, False]"
+                  + (": it returns nothing (a `return True` / `return False` is missing)." if kept == [None] * 4 else "."))
+checks.check_true("restore returns the model", restored is tiny,
+                  "restore(model) should load the weights into the model it is given and return that model"
+                  + (": it returned None (a `return model` is missing)." if restored is None else
+                     f", not a {type(restored).__name__}."))
 checks.check_close("restored weights", tiny.weight, history_of_weights[1],
                    mistakes={"the saved state_dict was not copied: it followed the model to the last epoch "
-                             "(use copy.deepcopy(model.state_dict()))": history_of_weights[2]})
+                             "(state_dict() and dict.copy() keep references to the live tensors: use "
+                             "copy.deepcopy(model.state_dict()))": history_of_weights[3]})
 
 # %% nbgrader={"grade": true, "grade_id": "test-best-weights", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: best-weights tracking (hidden tests: buffers, ties, later improvements, returned flags).
@@ -604,23 +665,50 @@ def train_model(model, loaders, criterion, optimizer, scheduler, num_epochs, dev
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "train-check-md", "locked": true, "schema_version": 3, "solution": false}
 # **Self-check** on a tiny problem: 4 epochs with `StepLR(step_size=2, gamma=0.1)` and a model with
-# dropout, whose validation accuracy only makes sense in `eval()` mode.
+# dropout, whose validation accuracy only makes sense in `eval()` mode. The model records, at every
+# forward call, whether it was in training mode and whether autograd was on.
 
 # %% nbgrader={"grade": false, "grade_id": "train-check", "locked": true, "schema_version": 3, "solution": false}
+class Recorder(nn.Module):
+    """Wraps a network and records (training mode, autograd on) at every forward call."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.calls = net, []
+
+    def forward(self, x):
+        self.calls.append((len(x), self.training, torch.is_grad_enabled()))
+        return self.net(x)
+
+
 set_seed(0)
 toy_x, toy_y = torch.randn(96, 5), torch.randint(0, 3, (96,))
 toy_loaders = {"train": DataLoader(TensorDataset(toy_x[:64], toy_y[:64]), batch_size=16, shuffle=True),
-               "val": DataLoader(TensorDataset(toy_x[64:], toy_y[64:]), batch_size=16)}
-toy_model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3))
+               "val": DataLoader(TensorDataset(toy_x[64:], toy_y[64:]), batch_size=32)}
+toy_model = Recorder(nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3)))
 toy_opt = torch.optim.SGD(toy_model.parameters(), lr=0.1)
 with checks.explain_errors("train_model"):
     toy_model, toy_history = train_model(toy_model, toy_loaders, nn.CrossEntropyLoss(), toy_opt,
                                          StepLR(toy_opt, step_size=2, gamma=0.1), 4, torch.device("cpu"))
 checks.check_close("learning rate per epoch", toy_history["lr"], [0.1, 0.1, 0.01, 0.01], rtol=1e-6,
                    mistakes={"scheduler.step() is called every batch instead of once per epoch":
-                                 [0.1, 0.001, 1e-5, 1e-7]})
+                                 [0.1, 0.001, 1e-5, 1e-7],
+                             "history['lr'] is recorded after scheduler.step(): record the rate the epoch trains "
+                             "with, before the scheduler steps": [0.1, 0.01, 0.01, 0.001]})
 checks.check_true("history", all(len(v) == 4 for v in toy_history.values()),
                   f"every history list needs one entry per epoch: {({k: len(v) for k, v in toy_history.items()})}")
+train_calls = [(training, grad) for size, training, grad in toy_model.calls if size == 16]  # batches of 16
+val_calls = [(training, grad) for size, training, grad in toy_model.calls if size == 32]    # one batch of 32
+checks.check_true("validation in eval mode", val_calls and not any(training for training, _ in val_calls),
+                  "the validation phase ran in training mode: call model.eval() before it (dropout is still "
+                  "active otherwise)." if val_calls else "the model never saw the validation batch.")
+checks.check_true("validation without autograd", not any(grad for _, grad in val_calls),
+                  "the validation phase ran with autograd on: wrap it in torch.no_grad() (or "
+                  "torch.set_grad_enabled(False)); recording graphs nobody uses costs time and memory.")
+checks.check_true("training in train mode, every epoch", all(training for training, _ in train_calls),
+                  f"{sum(1 for training, _ in train_calls if not training)} of {len(train_calls)} training steps ran "
+                  "in evaluation mode: after the first validation the model stays in eval() mode unless "
+                  "model.train() is called at the start of every epoch's training phase.")
 toy_model.eval()
 with torch.no_grad():
     final_acc = float((toy_model(toy_x[64:]).argmax(1) == toy_y[64:]).float().mean())
@@ -669,7 +757,7 @@ def _train_probe(train_model, tracker, x, y):
             self.log = []
 
         def forward(self, x):
-            self.log.append((self.training, torch.is_grad_enabled()))
+            self.log.append((len(x), self.training, torch.is_grad_enabled()))
             return self.net(x)
 
     torch.manual_seed(7)
@@ -701,8 +789,12 @@ _hist, _log, _calls = _run["history"], _run["log"], _run["calls"]
 assert len(_hist["lr"]) == 5 and np.allclose(_hist["lr"], [0.5, 0.5, 0.25, 0.25, 0.125]), \
     "history['lr'] is not the learning rate of each epoch: step the scheduler once per epoch"
 assert all(len(_hist[k]) == 5 for k in ("train_loss", "train_acc", "val_loss", "val_acc")), "one entry per epoch"
-assert any(_training for _training, _ in _log), "the model was never in train mode"
-assert all(not _grad for _training, _grad in _log if not _training), "validation must run under torch.no_grad()"
+_train_calls = [(_training, _grad) for _n, _training, _grad in _log if _n == 10]  # training batches of 10
+_val_calls = [(_training, _grad) for _n, _training, _grad in _log if _n == 8]  # validation batches of 8
+assert _train_calls and all(_training and _grad for _training, _grad in _train_calls), \
+    "every training step must run in train mode, with autograd: call model.train() at the start of each epoch's training phase"
+assert _val_calls and not any(_training for _training, _ in _val_calls), "validation must run in eval mode (model.eval())"
+assert not any(_grad for _, _grad in _val_calls), "validation must run under torch.no_grad()"
 assert len(_calls) == 5, "BestWeights.update must be called once per epoch"
 for _score, _, _state in _calls:  # the score given must be the eval-mode accuracy of those weights
     assert abs(_val_scores(_state, _x[80:], _y[80:])[0] - _score) < 1e-6, \

@@ -199,16 +199,16 @@ def make_loader(dataset, batch_size, rank, world_size, epoch, seed=0):
 index_set = TensorDataset(torch.arange(12))
 
 
-def seen_by(rank, world_size, epoch, n_batches=False):
-    loader = make_loader(index_set, 4, rank, world_size, epoch)
-    batches = [b[0].tolist() for b in loader]
-    return len(batches) if n_batches else [i for b in batches for i in b]
+def seen_by(rank, world_size, epoch, seed=0):
+    loader = make_loader(index_set, 4, rank, world_size, epoch, seed)
+    return [i for b in loader for i in b[0].tolist()]
 
 
 with checks.explain_errors("make_loader"):
     for r in range(2):
         print(f"rank {r}, epoch 0: {seen_by(r, 2, 0)}   epoch 1: {seen_by(r, 2, 1)}")
     rank0, rank1 = seen_by(0, 2, 0), seen_by(1, 2, 0)
+    rank0_epoch1, rank0_seed1 = seen_by(0, 2, 1), seen_by(0, 2, 0, seed=1)
 checks.check_true("one shard per rank", len(rank0) == 6,
                   f"rank 0 saw {len(rank0)} of the 12 examples, not 6. If it saw all 12, the DataLoader "
                   "is not using the DistributedSampler (pass `sampler=...`, and no `shuffle=True`).")
@@ -217,9 +217,14 @@ checks.check_true("disjoint shards", not set(rank0) & set(rank1),
                   "the SAME seed so they agree on one permutation; a seed per rank (seed=rank) makes them overlap.")
 checks.check_true("complete epoch", sorted(rank0 + rank1) == list(range(12)),
                   "together the ranks should see every example exactly once per epoch.")
-checks.check_true("new order each epoch", seen_by(0, 2, 0) != seen_by(0, 2, 1),
+checks.check_true("new order each epoch", rank0 != rank0_epoch1,
+                  "rank 0 sees the examples in index order, every epoch: the sampler does not shuffle. Keep "
+                  "DistributedSampler's shuffle=True." if rank0 == list(range(0, 12, 2)) else
                   "rank 0 sees the same examples in the same order in epoch 0 and epoch 1: call "
-                  "`sampler.set_epoch(epoch)` (and shuffle) so every epoch gets a fresh permutation.")
+                  "`sampler.set_epoch(epoch)` so every epoch gets a fresh permutation.")
+checks.check_true("the seed is used", rank0 != rank0_seed1,
+                  "rank 0 sees the same order with seed=0 and seed=1: the seed argument is ignored. Pass "
+                  "seed=seed to the DistributedSampler (all ranks get the same seed, so they still agree).")
 
 # %% nbgrader={"grade": true, "grade_id": "test-sampler", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: DistributedSampler setup (hidden tests: other world sizes, uneven sizes, seeds, batch sizes).
@@ -294,14 +299,23 @@ def average_gradients(model):
 # **Self-check, on two real processes.** `torchrun` starts two workers; each builds the same seeded
 # model, takes its half of a batch of $2 \times 8$, computes the mean loss and its gradients, calls
 # your `average_gradients`, and takes two SGD steps with momentum. We compare the weights with one
-# process that trains on the whole batch of 16. (Starting the processes takes a few seconds.)
+# process that trains on the whole batch of 16. A second, smaller case freezes the first layer's bias
+# (`requires_grad=False`, so its `.grad` stays `None`). (Starting the processes takes a few seconds.)
 
 # %% nbgrader={"grade": false, "grade_id": "average-check", "locked": true, "schema_version": 3, "solution": false}
 step_case = {"seed": 0, "batch": 8, "steps": 2, "momentum": 0.9}
+frozen_case = {"seed": 1, "batch": 4, "steps": 2, "freeze_first_bias": True}
 one_process = distributed.flatten_params(distributed.reference_run(step_case))
-with checks.explain_errors("average_gradients"):
-    per_rank = distributed.launch("step", functions=[average_gradients], mode="average", cases=[step_case],
-                                  backend="gloo", timeout=180)
+try:
+    per_rank = distributed.launch("step", functions=[average_gradients], mode="average",
+                                  cases=[step_case, frozen_case], backend="gloo", timeout=180)
+except distributed.LaunchError as err:
+    checks.check_true("a frozen parameter", not ("Expected parameter `tensor`" in str(err)
+                                                 and "but got <class 'NoneType'>" in str(err)),
+                      "dist.all_reduce was given None: a frozen parameter (requires_grad=False, here the first "
+                      "layer's bias) has .grad None. Skip parameters whose .grad is None.")
+    with checks.explain_errors("average_gradients"):
+        raise
 rank_params = [distributed.flatten_params(result["cases"][0]["params"]) for result in per_rank]
 checks.check_true("the ranks agree", torch.allclose(rank_params[0], rank_params[1], atol=1e-6),
                   "the two processes ended with different weights: each stepped on the gradients of its own "
@@ -312,6 +326,8 @@ for r in range(2):
         mistakes={"the gradients were summed over the processes but not divided by the world size":
                       distributed.flatten_params(distributed.reference_run(step_case, loss_scale=2.0))},
     )
+    checks.check_close(f"rank {r}: with a frozen bias", distributed.flatten_params(per_rank[r]["cases"][1]["params"]),
+                       distributed.flatten_params(distributed.reference_run(frozen_case)), rtol=1e-4, atol=1e-6)
 
 # %% nbgrader={"grade": true, "grade_id": "test-average", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: average_gradients on two processes (hidden tests: other models, a frozen parameter, momentum).

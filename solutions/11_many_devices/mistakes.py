@@ -25,6 +25,8 @@ def train_step(model, optimizer, x, y):
 ''',
         },
         "loses": ["test-sampler", "test-train-step"],
+        "says": {"sampler-check": "a seed per rank (seed=rank) makes them overlap",
+                 "train-step-check": "the loss uses reduction='sum': DDP averages the gradients, so use the mean loss"},
     },
     "no-set-epoch-no-divide-no-zero-grad": {
         "replace": {
@@ -48,6 +50,9 @@ def train_step(model, optimizer, x, y):
 ''',
         },
         "loses": ["test-sampler", "test-average", "test-train-step"],
+        "says": {"sampler-check": "call `sampler.set_epoch(epoch)` so every epoch gets a fresh permutation",
+                 "average-check": "the gradients were summed over the processes but not divided by the world size",
+                 "train-step-check": "the gradients are never zeroed, so they accumulate from step to step"},
     },
     "seed-ignored-weights-averaged-loss-tensor": {
         "replace": {
@@ -76,5 +81,93 @@ def train_step(model, optimizer, x, y):
 ''',
         },
         "loses": ["test-sampler", "test-average", "test-train-step"],
+        "says": {"sampler-check": "the seed argument is ignored",
+                 "average-check": "each stepped on the gradients of its own half",
+                 "train-step-check": "return `loss.item()`, a float"},
     },
+}
+
+# More classic slips, one per answer cell, each named by its cell's self-check.
+MISTAKES["no-sampler-frozen-grad-none-no-step"] = {
+    "replace": {
+        "sampler": '''
+def make_loader(dataset, batch_size, rank, world_size, epoch, seed=0):
+    # a plain shuffled DataLoader: no DistributedSampler, so every rank sees the whole data set
+    torch.manual_seed(seed + epoch)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True)
+''',
+        "average": '''
+def average_gradients(model):
+    world_size = dist.get_world_size()
+    for param in model.parameters():  # a frozen parameter's .grad is None: all_reduce(None) fails
+        dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
+        param.grad /= world_size
+''',
+        "train-step": '''
+def train_step(model, optimizer, x, y):
+    optimizer.zero_grad()
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()  # optimizer.step() is missing: the weights never change
+    return loss.item()
+''',
+    },
+    "loses": ["test-sampler", "test-average", "test-train-step"],
+    "says": {"sampler-check": "the DataLoader is not using the DistributedSampler",
+             "average-check": "a frozen parameter (requires_grad=False, here the first layer's bias) has .grad None",
+             "train-step-check": "no optimizer.step(): the weights never change"},
+}
+
+# Correct answers written differently: each must get full marks (entries that replace different
+# cells are graded together in one submission).
+ALTERNATIVES = {
+    "sampler-positional": {"replace": {"sampler": '''
+def make_loader(dataset, batch_size, rank, world_size, epoch, seed=0):
+    sampler = DistributedSampler(dataset, world_size, rank, True, seed)
+    sampler.set_epoch(epoch)
+    return DataLoader(dataset, batch_size, sampler=sampler)
+'''}},
+    "average-divide-first-continue": {"replace": {"average": '''
+def average_gradients(model):
+    size = float(dist.get_world_size())
+    for p in model.parameters():
+        if p.grad is None:
+            continue
+        p.grad.div_(size)  # dividing first, then summing, is the same average
+        dist.all_reduce(p.grad)  # the default op is SUM
+'''}},
+    "train-step-criterion-set-to-none": {"replace": {"train-step": '''
+def train_step(model, optimizer, x, y):
+    criterion = nn.CrossEntropyLoss()
+    model.zero_grad(set_to_none=True)
+    loss = criterion(model(x), y)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+'''}},
+    "sampler-keywords-explicit-defaults": {"replace": {"sampler": '''
+def make_loader(dataset, batch_size, rank, world_size, epoch, seed=0):
+    sampler = DistributedSampler(dataset=dataset, num_replicas=world_size, rank=rank, shuffle=True,
+                                 seed=seed, drop_last=False)
+    sampler.set_epoch(epoch)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, sampler=sampler, num_workers=0)
+'''}},
+    "average-one-flat-buffer": {"replace": {"average": '''
+def average_gradients(model):
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])  # one all_reduce for everything, like a DDP bucket
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= dist.get_world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+'''}},
+    "train-step-zero-grad-after-step": {"replace": {"train-step": '''
+def train_step(model, optimizer, x, y):
+    loss = F.cross_entropy(model(x), y, reduction="mean")
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()  # cleared after the step: the next step starts from zero gradients too
+    return loss.detach().item()
+'''}},
 }
