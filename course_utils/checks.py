@@ -214,8 +214,8 @@ def check_close(
     if g.shape != e.shape:
         message = f"{name}: expected shape {e.shape}, got shape {g.shape}."
         named = _matching_mistake(g, mistakes, rtol, atol)
-        if named:
-            message += f"\nThis looks like a known mistake: {named}."
+        if named:  # the named mistake is the diagnosis: generic causes could contradict it
+            raise CheckError(message + f"\nThis looks like a known mistake: {named}." + suffix)
         raise CheckError(message + likely_causes() + suffix)
     if not np.all(np.isfinite(g)) and np.all(np.isfinite(e)):
         raise CheckError(
@@ -226,7 +226,7 @@ def check_close(
         message = f"{name}: values do not match.\n" + _differences(g, e, rtol, atol)
         named = _matching_mistake(g, mistakes, rtol, atol)
         if named:
-            message += f"\nThis looks like a known mistake: {named}."
+            raise CheckError(message + f"\nThis looks like a known mistake: {named}." + suffix)
         raise CheckError(message + likely_causes() + suffix)
     if not quiet:
         passed(name, f"max relative error {rel_error(g, e):.1e}")
@@ -623,6 +623,14 @@ KNOWN_ERRORS: dict[str, str] = {
     r"\"log_softmax\w*\" not implemented for 'Long'|\"nll_loss\w*\" not implemented for 'Long'": (
         "the loss got the labels where the scores belong: the order is `loss_fn(scores, labels)`, "
         "scores (float, shape (N, C)) first"
+    ),
+    r"Expected parameter `tensor` of type torch\.Tensor\s+but got <class 'NoneType'>": (
+        "a collective (all_reduce, broadcast, ...) got None instead of a tensor: a frozen or unused "
+        "parameter's `.grad` is None; skip parameters whose `.grad` is None"
+    ),
+    r"some parameters appear in more than one parameter group": (
+        "a parameter is in two parameter groups: build the groups from disjoint lists (e.g. the head's "
+        "parameters, and every other parameter), so each parameter has exactly one learning rate"
     ),
     r"must be Tensor, not tuple|for [^:]*: 'tuple' and 'Tensor'|instances of 'tuple' and|"
     r"'tuple' object has no attribute '(?:clamp|shape|size|view|reshape|mul|sum|t|T|detach|to|numel)'": (

@@ -72,7 +72,8 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     for path, what in changes:
         print(f"{path}: {what}")
     if not changes:
-        print("every solution's .py and .ipynb are in step")
+        which = ", ".join(args.assignments) if args.assignments else "every solution"
+        print(f"{which}: .py and .ipynb already in step, nothing written")
     return 0
 
 

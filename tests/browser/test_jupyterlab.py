@@ -42,9 +42,9 @@ SOLUTION_SOURCE = ROOT / "solutions" / "01_numpy_backprop" / "01_numpy_backprop.
 MISTAKES = ROOT / "solutions" / "01_numpy_backprop" / "mistakes.py"
 
 # The wrong answer typed first: the simulated student of mistakes.py who forgot the ReLU, and
-# what the self-check prints about it (checks.check_close on h_relu, then course_utils.diagnosis).
+# what the self-check prints about it (checks.check_close on h_relu names the listed mistake).
 WRONG_ANSWER = "forgot-relu-and-rebinds"
-WRONG_ANSWER_SAYS = ["h_relu: values do not match", "a ReLU / clamp missing"]
+WRONG_ANSWER_SAYS = ["h_relu: values do not match", "you forgot the ReLU: h_relu is still h"]
 # A student's scratch cell below the self-check: the finished exercise 1, drawn inline.
 PLOT_CELL = """\
 # My scratch cell: the network of exercise 1 on a line of inputs.

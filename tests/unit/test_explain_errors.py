@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import torch.distributed
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -147,6 +148,9 @@ def _forgot_return(x):
 
 
 # (id, action that raises the real error, words the diagnosis must contain)
+_two = nn.Linear(2, 2)
+
+
 class _TupleSaved(torch.autograd.Function):
     """A custom Function whose backward forgets that ctx.saved_tensors is a tuple."""
 
@@ -266,6 +270,10 @@ CASES = [
      "element 1 of the list is a list, not a tensor"),
     ("torch.from_numpy of a tensor", lambda: torch.from_numpy(torch.ones(2)), "it already is a tensor"),
     ("list into F.relu", lambda: F.relu([1.0, 2.0]), "a list was passed where PyTorch needs a tensor"),
+    ("all_reduce of a None gradient", lambda: torch.distributed.all_reduce(None),
+     "skip parameters whose `.grad` is None"),
+    ("a parameter in two groups", lambda: torch.optim.SGD(
+        [{"params": list(_two.parameters())}, {"params": [_two.weight]}], lr=0.1), "exactly one learning rate"),
     ("loss arguments swapped", lambda: nn.CrossEntropyLoss()(torch.tensor([0, 2]), torch.randn(2, 3)),
      "`loss_fn(scores, labels)`"),
     ("ctx.saved_tensors not unpacked", lambda: _TupleSaved.apply(torch.ones(2, requires_grad=True)).sum().backward(),
