@@ -367,14 +367,15 @@ def describe_groups(optimizer):
 
 def build_optimizer(name, model, **kwargs):
     """make_optimizer(model, **kwargs), naming a parameter put in two groups (torch refuses that)."""
-    try:
-        with checks.explain_errors(name):
+    with checks.explain_errors(name):  # other errors: the library's diagnosis
+        try:
             return make_optimizer(model, **kwargs)
-    except ValueError as err:
-        checks.check_true(name, "more than one parameter group" not in str(err),
-                          "a parameter is in two groups (torch: 'some parameters appear in more than one parameter "
-                          "group'): the body group must leave out the head's parameters (those of model.fc).")
-        raise
+        except ValueError as err:
+            checks.check_true(name, "more than one parameter group" not in str(err),
+                              "a parameter is in two groups (torch: 'some parameters appear in more than one "
+                              "parameter group'): the body group must leave out the head's parameters (those of "
+                              "model.fc).")
+            raise
 
 
 GROUP_MISTAKES = {  # sorted (tensors, lr) of the groups -> the slip
