@@ -7,7 +7,6 @@ checks every sample's scores and status) and kills one worker while it grades.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import os
@@ -55,28 +54,11 @@ def _no_leftovers():
     from course_utils.grader import sandbox
 
     pattern = os.path.join(tempfile.gettempdir(), "course-grade-*")
-    semaphores = "/dev/shm/sem.mp-*"  # multiprocessing's named semaphores: a SIGKILLed worker leaves its own
-    before, before_sem = set(glob.glob(pattern)), set(glob.glob(semaphores))
+    before = set(glob.glob(pattern))
     yield
     for folder in set(glob.glob(pattern)) - before:
         sandbox.remove_cgroups(os.path.basename(folder))
         shutil.rmtree(folder, ignore_errors=True)
-    for path in set(glob.glob(semaphores)) - before_sem:
-        if not _mapped_by_a_process(path):
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-
-
-def _mapped_by_a_process(path: str) -> bool:
-    """Whether a living process still has ``path`` mapped (an open named semaphore)."""
-    import glob
-
-    for maps in glob.glob("/proc/[0-9]*/maps"):
-        with contextlib.suppress(OSError):
-            with open(maps) as fh:
-                if path in fh.read():
-                    return True
-    return False
 
 
 def _stop(proc: subprocess.Popen) -> None:
