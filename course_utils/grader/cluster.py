@@ -1,10 +1,11 @@
 """Grading on Dask: one task per submission, on a ``LocalCluster`` or an existing scheduler.
 
-``course grade --scheduler ADDRESS`` (or ``c.CourseGrade.scheduler``) sends each
-submission to a Dask cluster as one task. A task runs on a Dask worker the same
-grading as the home-made pool does (:class:`course_utils.grader.worker.Worker`:
-the locked kernel, the judge, nbgrader's autograde) and returns that submission's
-result; the client merges each result into the gradebook as it arrives.
+``course grade`` sends each submission to a Dask cluster as one task: by default a
+``LocalCluster`` sized to the machine, or the cluster at ``--scheduler ADDRESS`` (or
+``c.CourseGrade.scheduler``). A task runs on a Dask worker the grading of
+:class:`course_utils.grader.worker.Worker` (the locked kernel, the judge, nbgrader's
+autograde) and returns that submission's result; the client merges each result into
+the gradebook as it arrives.
 
 * **Workers prepare once**: the first task in a worker process builds its grading
   state (a gradebook copy, the fork server with torch imported, the data views)
@@ -13,12 +14,15 @@ result; the client merges each result into the gradebook as it arrives.
   feedback of what it graded and to stop its fork server.
 * **Faults**: a worker that dies mid-task has its task re-run elsewhere by Dask;
   the client merges each submission once (the autograded files are replaced, not
-  added to), and a submission whose task failed on every try is a ``grader-error``.
+  added to), and a submission whose task failed on every try (on a ``LocalCluster``:
+  a second worker died under it) is a ``grader-error``.
 * **Where**: workers read the course folder at the client's path (a shared file
   system, as on a Slurm cluster; on Kubernetes, mount the course volume at the
   same path); each keeps its scratch folder locally.
 
-``scheduler="local"`` starts a ``LocalCluster`` of one-threaded worker processes.
+``scheduler="local"`` starts a ``LocalCluster`` of one-threaded worker processes, forked
+from a fork server that has already imported torch, nbgrader and the grader (a spawned
+worker would spend seconds importing them; a worker that dies is replaced in well under one).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 __all__ = ["DaskPool", "finish_worker", "grade_task"]
@@ -76,19 +80,42 @@ def _failure(student: str, name: str, why: str) -> dict[str, Any]:
             "seconds": 0.0, "details": [why[:300]]}
 
 
+# What a LocalCluster's fork server imports once, for every worker forked from it.
+_WORKER_MODULES = ("distributed", "numpy", "torch", "nbgrader.converters", "nbgrader.preprocessors",
+                   "course_utils.grader.cluster", "course_utils.grader.worker", "course_utils.grader.judge",
+                   "course_utils.grader.execute")
+# A LocalCluster's settings: workers forked from a warm fork server, and a task whose worker
+# died twice under it is given up (a grader-error), not tried a third time.
+_LOCAL_CONFIG = {"distributed.worker.multiprocessing-method": "forkserver",
+                 "distributed.scheduler.allowed-failures": 1}
+
+
+def _local_cluster(count: int, preload: Iterable[str]) -> Any:
+    """A ``LocalCluster`` of ``count`` one-threaded worker processes with ``preload`` imported."""
+    from distributed import LocalCluster
+    from distributed.utils import get_mp_context
+
+    # Read by the fork server when it starts (once per client process); later clusters reuse it.
+    get_mp_context().set_forkserver_preload(list(dict.fromkeys([*_WORKER_MODULES, *preload])))
+    # A forked worker has the fork server's environment: give it the client's, as spawn would.
+    return LocalCluster(n_workers=count, threads_per_worker=1, processes=True, dashboard_address=None,
+                        silence_logs=logging.ERROR, memory_limit=0, env=dict(os.environ))
+
+
 class DaskPool:
     """The runner's pool interface (``run``, ``problems``) on a Dask cluster."""
 
     def __init__(self, count: int, settings: Any, address: str = "local") -> None:
-        from distributed import Client, LocalCluster
+        import dask
+        from distributed import Client
 
         self.settings = settings
         self.problems: list[str] = []
         self.cluster = None
+        self._config = None
         if address == "local":
-            self.cluster = LocalCluster(n_workers=count, threads_per_worker=1, processes=True,
-                                        dashboard_address=None, silence_logs=logging.ERROR,
-                                        memory_limit=0)
+            self._config = dask.config.set(_LOCAL_CONFIG)  # until close(): the nanny reads it on restarts
+            self.cluster = _local_cluster(count, settings.preload)
             self.client = Client(self.cluster)
         else:
             self.client = Client(address, timeout=60)
@@ -137,3 +164,5 @@ class DaskPool:
             self.client.close()
             if self.cluster is not None:
                 self.cluster.close()
+            if self._config is not None:
+                self._config.__exit__(None, None, None)

@@ -38,9 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-j", "--workers", type=int, default=None,
                    help="worker processes (default: the number of cores)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="grade on a Dask cluster: a scheduler address (tcp://host:8786), or 'local' for a "
-                        "LocalCluster of --workers processes (default: c.CourseGrade.scheduler, else the "
-                        "built-in process pool)")
+                   help="the Dask cluster to grade on: a scheduler address (tcp://host:8786), or 'local' "
+                        "for a LocalCluster of --workers processes (default: c.CourseGrade.scheduler, else "
+                        "local)")
     p.add_argument("--force", action="store_true", help="re-grade submissions already graded")
     p.add_argument("--timeout", type=int, default=None, help="seconds per cell (overrides config)")
     p.add_argument("--memory-mb", type=int, default=None, help="memory cap per kernel, MiB")

@@ -19,17 +19,15 @@ How it runs (see :func:`grade`):
    (:mod:`course_utils.grader.integrity`): unknown assignments, missing,
    misnamed and malformed notebooks become status rows with zero points, edited
    or deleted locked cells and suspicious code are noted.
-3. Submissions are sharded over ``workers`` processes through a queue (one
-   at a time, the slowest of the last run first): the built-in pool
-   (:mod:`course_utils.grader.pool`) or a Dask cluster
-   (:mod:`course_utils.grader.cluster`, ``scheduler``). Each worker
-   (:mod:`course_utils.grader.worker`) has its own course directory and gradebook
-   copy, uses the run's kernel fork server (:mod:`course_utils.grader.zygote`), and
-   runs nbgrader's ``Autograde`` converter in-process with
-   :class:`~course_utils.grader.execute.GuardedExecute` (nbgrader has no parallel
-   autograde: its issue 174). As each submission finishes, the parent merges its
-   grades into the course gradebook with nbgrader's API; at the end each worker
-   runs nbgrader's ``GenerateFeedback`` once over what it graded.
+3. Submissions go to a Dask cluster, one task each, the slowest of the last run first
+   (:mod:`course_utils.grader.cluster`): a ``LocalCluster`` sized to the machine, or the
+   cluster at ``scheduler``. Each worker (:mod:`course_utils.grader.worker`) has its own
+   course directory and gradebook copy, uses the run's kernel fork server
+   (:mod:`course_utils.grader.zygote`), and runs nbgrader's ``Autograde`` converter
+   in-process with :class:`~course_utils.grader.execute.GuardedExecute` (nbgrader has no
+   parallel autograde: its issue 174). As each submission finishes, the client merges its
+   grades into the course gradebook with nbgrader's API; at the end each worker runs
+   nbgrader's ``GenerateFeedback`` once over what it graded.
 4. A re-run skips submissions already graded from the same files unless
    ``force``; the CSV still lists them, with their earlier status.
 
@@ -47,7 +45,6 @@ Per-assignment limits come from the course's ``nbgrader_config.py``::
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -66,7 +63,6 @@ from traitlets.config import Config, Configurable, PyFileConfigLoader
 
 from course_utils.grader import cells as roles
 from course_utils.grader import integrity
-from course_utils.grader.pool import Pool
 from course_utils.grader.report import STATUS_ORDER, SubmissionResult, format_table, write_csv
 from course_utils.grader.sandbox import SandboxSpec
 from course_utils.grader.worker import WorkerSettings, quiet_logs
@@ -105,8 +101,8 @@ class CourseGrade(Configurable):  # type: ignore[misc]
         "Assignments whose graded cells still run in the student's kernel under the guard, "
         "not in the judge (tests not yet written for the judge).")).tag(config=True)
     scheduler = Unicode("", help=(
-        "Grade on Dask: a scheduler address (tcp://host:8786) or 'local' for a LocalCluster; "
-        "empty: the built-in process pool.")).tag(config=True)
+        "The Dask cluster to grade on: a scheduler address (tcp://host:8786); "
+        "empty or 'local': a LocalCluster sized to the machine.")).tag(config=True)
     withheld = Dict({}, help=(
         "assignment -> data files its students' kernels may not read while it is graded, as "
         "'dataset:file' (e.g. {'09_cifar10': ['cifar10:test_batch']}); the judge reads them.")).tag(config=True)
@@ -473,17 +469,6 @@ def _prefetch_data(course: _Course, names: Iterable[str]) -> None:
                 pass
 
 
-def _warm_judge(modules: Iterable[str]) -> None:
-    """Import what the judge needs (numpy, torch, the setup cells' modules) before workers fork."""
-    import importlib
-
-    from course_utils.grader import judge  # noqa: F401 - inherited by the workers
-
-    for name in ["numpy", "torch", *modules]:
-        with contextlib.suppress(Exception):  # a module that fails here fails in the judge, per test
-            importlib.import_module(name)
-
-
 def _preload(assignments: Iterable[_Assignment]) -> list[str]:
     """Modules the setup cells import (``from a import b`` adds ``a.b`` when it is a module)."""
     import importlib.util
@@ -659,27 +644,20 @@ def _grade_locked(course: _Course, limits: CourseGrade, options: GradeOptions,
         from course_utils.grader import kernel
 
         preload = _preload(infos.values())
-        # One fork server for all workers, started first: its imports run while this process
-        # imports the judge's, which the workers then inherit when they fork.
+        # One kernel fork server for all workers, started first: its imports run while the
+        # cluster's workers start.
         shared = kernel.Zygote(workdir / "zygote", preload, zygote_env,
                                listen=str(workdir / "zygote" / "server.sock"))
-        scheduler = options.scheduler if options.scheduler is not None else limits.scheduler
-        if not scheduler:
-            _warm_judge(preload)  # inherited by the pool's forked workers
+        scheduler = (options.scheduler if options.scheduler is not None else limits.scheduler) or "local"
         settings = WorkerSettings(
             course=course, assignments=infos, workdir=workdir, sandbox=spec, kernel_env=kernel_env,
             zygote_env=zygote_env, preload=preload,
             kill_grace=options.kill_grace if options.kill_grace is not None else limits.kill_grace,
             feedback=options.feedback, ipc=ipc, zygote_socket=shared.listen)
-        total = len(tasks)
-        ordered = tasks
-        if scheduler:
-            from course_utils.grader.cluster import DaskPool
+        from course_utils.grader.cluster import DaskPool
 
-            pool: Pool | DaskPool = DaskPool(workers, settings, scheduler)
-        else:
-            pool = Pool(workers, settings)  # fork before the progress bar starts its thread
-        bar = _progress(total, options.progress)
+        pool = DaskPool(workers, settings, scheduler)
+        bar = _progress(len(tasks), options.progress)
 
         def on_result(result: dict[str, Any]) -> None:
             _merge(course, result)
@@ -689,7 +667,7 @@ def _grade_locked(course: _Course, limits: CourseGrade, options: GradeOptions,
             bar.update(1)
 
         try:
-            pool.run(ordered, on_result)
+            pool.run(tasks, on_result)
             problems += pool.problems
         finally:
             bar.close()

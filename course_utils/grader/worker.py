@@ -1,8 +1,7 @@
 """One grading worker: its own course folder, gradebook copy and fork server; grades one submission at a time.
 
-A worker is a process of the built-in pool (:mod:`course_utils.grader.pool`) or of a Dask
-cluster (:mod:`course_utils.grader.cluster`). It stages a submission (restoring edited and
-deleted locked cells), runs nbgrader's ``Autograde`` in-process with the judge and the
+A worker is a process of a Dask cluster (:mod:`course_utils.grader.cluster`). It stages a
+submission (restoring edited and deleted locked cells), runs nbgrader's ``Autograde`` in-process with the judge and the
 locked kernel (:class:`~course_utils.grader.execute.GuardedExecute`), copies the autograded
 folder into the course, and returns the grades as plain data for the parent to merge.
 At the end it writes the feedback of everything it graded in one ``GenerateFeedback`` pass.
@@ -14,10 +13,8 @@ import logging
 import os
 import shutil
 import time
-import traceback
 import warnings
 from dataclasses import asdict, dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +27,7 @@ from course_utils.grader.sandbox import SandboxSpec
 if TYPE_CHECKING:
     from course_utils.grader.runner import _Assignment, _Course
 
-__all__ = ["Worker", "WorkerSettings", "quiet_logs", "worker_main"]
+__all__ = ["Worker", "WorkerSettings", "quiet_logs"]
 
 
 class _Capture(logging.Handler):
@@ -318,34 +315,3 @@ class Worker:
                     for nb in sub.notebooks
                 },
             }
-
-
-def worker_main(conn: Connection, settings: WorkerSettings, number: int) -> None:
-    """Grade the students the parent sends until it sends ``None``."""
-    worker = None
-    try:
-        worker = Worker(settings, number)
-        conn.send(("ready", number))
-        while True:
-            task = conn.recv()
-            if task is None:
-                conn.send(("feedback", worker.feedback()))
-                break
-            student, items = task
-            results = []
-            for name, notebooks in items:
-                try:
-                    results.append(worker.grade(student, name, notebooks))
-                except Exception:  # noqa: BLE001
-                    results.append({"student": student, "assignment": name, "grades": None,
-                                    "codes": ["grader-error"], "seconds": 0.0,
-                                    "details": [traceback.format_exc().strip().splitlines()[-1]]})
-            conn.send(("done", results))
-    except (EOFError, KeyboardInterrupt):
-        pass
-    except Exception:  # noqa: BLE001
-        conn.send(("failed", traceback.format_exc()))
-    finally:
-        if worker is not None:
-            worker.close()
-        conn.close()

@@ -165,12 +165,19 @@ def main() -> int:
             if listener is not None and fd == listener.fileno():
                 conn, _ = listener.accept()
                 writer = conn.makefile("wb")
-                writer.write(ready)
-                writer.flush()
+                try:
+                    writer.write(ready)
+                    writer.flush()
+                except OSError:  # gone before it heard we are ready
+                    conn.close()
+                    continue
                 clients[conn.fileno()] = _Client(conn.fileno(), writer, conn)
                 continue
             client = clients[fd]
-            chunk = os.read(fd, 65536)
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # a worker killed with our answer unread resets its socket: gone too
+                chunk = b""
             if not chunk:  # that worker is gone: take its kernels (and their children) along
                 _kill([pid for pid, (_, owner) in children.items() if owner == fd])
                 del clients[fd]
@@ -188,8 +195,11 @@ def main() -> int:
                     _child(request, snapshot, (*[c for c in clients if c != stdin],
                                                 *([listener.fileno()] if listener else [])))
                 children[pid] = (request["status"], fd)
-                client.writer.write((json.dumps({"id": request["id"], "pid": pid}) + "\n").encode())
-                client.writer.flush()
+                try:
+                    client.writer.write((json.dumps({"id": request["id"], "pid": pid}) + "\n").encode())
+                    client.writer.flush()
+                except OSError:  # the worker died while it asked: the next read drops it
+                    pass
 
 
 class _Client:
@@ -198,7 +208,8 @@ class _Client:
 
     def close(self) -> None:
         if self.conn is not None:
-            self.writer.close()
+            with contextlib.suppress(OSError):  # a buffered answer to a dead worker
+                self.writer.close()
             self.conn.close()
 
 

@@ -3,6 +3,8 @@
 The cluster test starts ``dask scheduler`` and two ``dask worker`` processes
 itself, runs ``course grade --demo --scheduler ADDRESS`` (whose own answer key
 checks every sample's scores and status) and kills one worker while it grades.
+The LocalCluster tests (the default ``course grade`` runs on) kill a worker mid-run,
+and the client mid-run, and check every submission is graded exactly once.
 """
 
 from __future__ import annotations
@@ -106,21 +108,48 @@ def test_demo_on_a_scheduler_and_two_workers_survives_a_killed_worker(tmp_path):
             _stop(proc)
 
 
-def test_local_cluster_gives_the_pools_scores(tmp_path):
-    """Does a LocalCluster grade a few submissions exactly as the built-in pool does?"""
+def _local_workers() -> list:
+    """This process's LocalCluster worker processes: the children of its multiprocessing fork server."""
+    import psutil
+
+    servers = [p for p in psutil.Process().children() if "forkserver" in " ".join(p.cmdline())]
+    return [worker for server in servers for worker in server.children()]
+
+
+def test_a_local_cluster_worker_killed_mid_task_costs_nothing(tmp_path):
+    """A LocalCluster (the default) worker SIGKILLed mid-submission: is every submission graded once, exactly?"""
+    import threading
+
     course = grading.prepare_course(tmp_path / "course", [A])
     release = nbformat.read(course / "release" / A / f"{A}.ipynb", as_version=4)
     solution = nbformat.read(course / "source" / A / f"{A}.ipynb", as_version=4)
     namespace: dict = {}
     exec((project_root() / "solutions" / A / "mistakes.py").read_text(), namespace)  # noqa: S102
-    variants = {"correct": {}, **{k: m["replace"] for k, m in list(namespace["MISTAKES"].items())[:2]}}
+    mistakes = dict(list(namespace["MISTAKES"].items())[:3])
+    variants = {"correct": {}, "correct-too": {}, **{k: m["replace"] for k, m in mistakes.items()}}
     for student, replace in variants.items():
         grading.write_submission(course, student, A, grading.build_submission(release, solution, replace))
-    pool = {r.student: (r.scores, r.status) for r in grading.grade(course, [A], workers=2, feedback=False)}
-    dask = {r.student: (r.scores, r.status) for r in grading.grade(course, [A], workers=2, scheduler="local")}
-    assert dask == pool
-    assert sum(pool["correct"][0].values()) > sum(pool[next(iter(set(pool) - {"correct"}))][0].values())
-    assert all((course / "feedback" / s / A / f"{A}.html").is_file() for s in variants), "feedback written"
+    status = course / "autograded" / ".course_grade" / "status.json"
+    killed: list[int] = []
+
+    def kill_one_worker_mid_run() -> None:
+        _wait_for(lambda: status.exists() and any("seconds" in v for v in json.loads(status.read_text()).values()),
+                  300, "a first merged result")
+        worker = _wait_for(_local_workers, 30, "the cluster's workers")[0]
+        killed.append(worker.pid)
+        worker.kill()
+
+    killer = threading.Thread(target=kill_one_worker_mid_run, daemon=True)
+    killer.start()
+    rows = grading.grade(course, [A], workers=2, feedback=False)
+    killer.join(timeout=5)
+    assert killed, "no worker was killed: the test did not test anything"
+    assert sorted(r.student for r in rows) == sorted(variants), "every submission once"
+    for row in rows:
+        loses = mistakes.get(row.student, {}).get("loses", [])
+        expected = {cell: 0.0 if cell in loses else pts for cell, pts in row.max_scores.items()}
+        assert row.scores == expected, f"{row.student}: {row.status} {row.details}"
+        assert row.status == "ok", f"{row.student}: {row.status} {row.details}"
 
 
 def test_a_run_stopped_midway_picks_up_where_it_stopped(tmp_path):

@@ -44,6 +44,12 @@ def _expected() -> dict[str, dict[str, str]]:
     ("import ctypes", "imports ctypes"),
     ("f.__code__ = g.__code__", "rewrites function code"),
     ("setattr(torch, 'allclose', f)", "calls setattr on torch"),
+    # any module of the checks package, under any name an import gives it
+    ("import course_utils.checks.core as c\nc.check_close = f", "patches c.check_close"),
+    ("from course_utils.checks import diagnosis\ndiagnosis.diagnose = f", "patches diagnosis.diagnose"),
+    ("from course_utils.checks.errors import KNOWN_ERRORS\nKNOWN_ERRORS['.*'] = 'x'", "patches KNOWN_ERRORS[...]"),
+    ("def f():\n    from course_utils import checks as c\n    setattr(c.core, 'passed', print)",
+     "calls setattr on c.core"),
 ])
 def test_scan_flags_tampering_tools(source, flag):
     assert flag in integrity.scan_source(source)
@@ -55,7 +61,10 @@ def test_scan_leaves_honest_code_alone():
         import torch
         from torch import nn
 
+        from course_utils.checks import check_close, core
+
         def forward(x, w):
+            check_close("x", x, core.to_numpy(x))
             h = np.maximum(x @ w, 0)
             model = nn.Linear(3, 2)
             with torch.no_grad():
@@ -172,6 +181,68 @@ def test_guard_restores_what_students_patch():
         assert expected in out, out
 
 
+CHECKS_GUARD_SCRIPT = '''
+import sys, types
+from course_utils.grader import guard
+snapshot = guard.take_snapshot()  # records every module of the checks package, imported or not
+assert set(guard.course_package_modules()) <= set(snapshot.modules), sorted(snapshot.modules)
+from IPython.core.interactiveshell import InteractiveShell
+shell = InteractiveShell.instance()
+kernel = types.SimpleNamespace(shell_handlers={}, control_handlers={})
+g = guard.Guard(snapshot, shell, kernel)
+assert g.check(restore=False) == [], g.check(restore=False)
+import course_utils.checks.core as c
+import course_utils.checks.diagnosis as diagnosis
+import course_utils.checks.errors as errors
+import course_utils.checks.modules as modules
+genuine = (c.check_close, diagnosis.diagnose, list(errors.KNOWN_ERRORS.items()), modules.unregistered.__code__,
+           c.CheckError._render_traceback_, c._LIBRARY_FOLDERS)
+c.check_close = lambda *args, **kwargs: None
+diagnosis.diagnose = lambda *args, **kwargs: []
+errors.KNOWN_ERRORS[next(iter(errors.KNOWN_ERRORS))] = "nothing to see here"
+modules.unregistered.__code__ = (lambda module: ([], [])).__code__
+c.CheckError._render_traceback_ = lambda self: []
+c._LIBRARY_FOLDERS = ("/",)
+changes = g.check(restore=False)  # what verify reports after a test that did this
+assert g.check(restore=True) == changes and g.check(restore=False) == [], g.check(restore=False)
+assert (c.check_close, diagnosis.diagnose, list(errors.KNOWN_ERRORS.items()), modules.unregistered.__code__,
+        c.CheckError._render_traceback_, c._LIBRARY_FOLDERS) == genuine
+sys.modules["course_utils.checks.tensors"] = types.ModuleType("course_utils.checks.tensors")
+print("\\n".join(sorted(set(changes + g.check(restore=True)))))
+assert g.check(restore=False) == []
+'''
+
+
+def test_guard_catches_tampering_with_any_module_of_the_checks():
+    """Is a patch of a submodule of course_utils.checks (a function, its code, a class, a table entry,
+    a private name, its sys.modules entry) reported and undone, as a patch of the package itself is?"""
+    result = subprocess.run([sys.executable, "-c", CHECKS_GUARD_SCRIPT], capture_output=True, text=True,
+                            cwd=project_root(), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    for expected in ("course_utils.checks.core.check_close redefined",
+                     "course_utils.checks.diagnosis.diagnose redefined",
+                     "course_utils.checks.errors.KNOWN_ERRORS changed in place",
+                     "code of course_utils.checks.modules.unregistered replaced",
+                     "CheckError._render_traceback_ redefined",
+                     "course_utils.checks.core._LIBRARY_FOLDERS redefined",
+                     "sys.modules['course_utils.checks.tensors'] replaced"):
+        assert expected in out, out
+
+
+def test_the_checks_package_is_protected_by_rule():
+    """Is every module file of course_utils.checks protected and preloaded without being listed?"""
+    import pkgutil
+
+    from course_utils import checks
+    from course_utils.grader import guard
+
+    on_disk = {f"course_utils.checks.{info.name}" for info in pkgutil.iter_modules(checks.__path__)}
+    assert set(guard.course_package_modules()) == on_disk | {"course_utils.checks"}
+    assert all(guard._is_course_module(name) for name in on_disk | {"course_utils.checks.added_later"})
+    assert not guard._is_course_module("course_utils.checksum") and not guard._is_course_module("course_utils.data")
+
+
 def test_workers_share_one_fork_server_and_replace_it_when_it_dies(tmp_path):
     """Do attached workers get the shared fork server, and a private one once it is gone (or missing)?"""
     import os
@@ -196,4 +267,39 @@ def test_workers_share_one_fork_server_and_replace_it_when_it_dies(tmp_path):
         assert worker.proc is not None and worker.pid not in (shared.pid, lost.pid)
     finally:
         for zygote in (worker, lost, shared):
+            zygote.close()
+
+
+def test_a_worker_that_dies_with_an_answer_unread_leaves_the_shared_fork_server_up(tmp_path):
+    """A worker killed right after it asked for a kernel resets its socket: do the others keep their server?"""
+    import json
+    import os
+    import socket
+    import time
+
+    from course_utils.grader.kernel import Zygote
+    from course_utils.grader.sandbox import SandboxSpec
+
+    env = dict(os.environ)
+    shared = Zygote(tmp_path / "shared", [], env, listen=str(tmp_path / "server.sock"))
+    other = Zygote(tmp_path / "other", [], env, attach=shared.listen)
+
+    def request(n: int) -> dict:
+        return {"id": n, "args": ["--version"], "cwd": str(tmp_path), "env": env,
+                "sandbox": dict(SandboxSpec(filesystem=False, network=False).__dict__),
+                "log": str(tmp_path / f"k{n}.log"), "status": str(tmp_path / f"k{n}.status")}
+
+    try:
+        assert other.pid == shared.pid
+        dying = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        dying.connect(shared.listen)
+        dying.sendall((json.dumps(request(1)) + "\n").encode())
+        time.sleep(1.0)  # the server has answered (and said it is ready); nobody reads either
+        dying.close()  # unread data: the server's next read is a reset, not an end of file
+        other._sock.settimeout(30)
+        other._send(request(2))
+        assert other._read()["id"] == 2, "the shared server still forks kernels for the other workers"
+        assert shared.proc.poll() is None, (tmp_path / "shared" / "zygote.log").read_text()
+    finally:
+        for zygote in (other, shared):
             zygote.close()
