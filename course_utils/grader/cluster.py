@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import traceback
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -98,8 +99,10 @@ def _local_cluster(count: int, preload: Iterable[str]) -> Any:
     # Read by the fork server when it starts (once per client process); later clusters reuse it.
     get_mp_context().set_forkserver_preload(list(dict.fromkeys([*_WORKER_MODULES, *preload])))
     # A forked worker has the fork server's environment: give it the client's, as spawn would.
-    return LocalCluster(n_workers=count, threads_per_worker=1, processes=True, dashboard_address=None,
-                        silence_logs=logging.ERROR, memory_limit=0, env=dict(os.environ))
+    with warnings.catch_warnings():  # the scheduler's HTTP endpoint moves off a busy port 8787 by itself
+        warnings.filterwarnings("ignore", message="Port .* is already in use")
+        return LocalCluster(n_workers=count, threads_per_worker=1, processes=True, dashboard_address=None,
+                            silence_logs=logging.ERROR, memory_limit=0, env=dict(os.environ))
 
 
 class DaskPool:
