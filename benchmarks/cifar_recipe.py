@@ -80,7 +80,7 @@ def main() -> int:
                                  "wall_incl_eval_s": time.perf_counter() - wall_start})
         out_json.write_text(json.dumps(record, indent=1))
 
-    history = cifar.fit(model, train_loader, args.epochs, test_loader=test_loader, lr=args.lr,
+    history = cifar.fit(model, train_loader, num_epochs=args.epochs, test_loader=test_loader, lr=args.lr,
                         progress=False, log=log)
     for entry, epoch in zip(record["epochs"], history, strict=True):
         entry.update(epoch=epoch.epoch, train_s=epoch.seconds, train_loss=epoch.train_loss,

@@ -29,7 +29,7 @@ Typical use::
                                       augment=True, drop_last=True, device=device)
     test_loader = cifar.TensorLoader(x_test, y_test, batch_size=1000, device=device)
     model = cifar.ResNet9().to(device, memory_format=torch.channels_last)
-    history = cifar.fit(model, train_loader, epochs=8, test_loader=test_loader)
+    history = cifar.fit(model, train_loader, num_epochs=8, test_loader=test_loader)
 """
 
 from __future__ import annotations
@@ -414,7 +414,7 @@ def one_cycle(
 def fit(
     model: nn.Module,
     train_loader: TensorLoader,
-    epochs: int,
+    num_epochs: int,
     *,
     test_loader: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
     lr: float = 0.2,
@@ -435,27 +435,27 @@ def fit(
     counted) stops training after the batch that exceeds it. ``log`` receives one
     line per epoch (``None``: silent). Returns one :class:`EpochLog` per epoch run.
     """
-    if epochs <= 0:
-        raise ValueError(f"epochs must be positive, got {epochs}")
+    if num_epochs <= 0:
+        raise ValueError(f"num_epochs must be positive, got {num_epochs}")
     optimizer = torch.optim.SGD(
         model.parameters(), lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay
     )
-    scheduler = one_cycle(optimizer, epochs * len(train_loader), pct_start=pct_start)
+    scheduler = one_cycle(optimizer, num_epochs * len(train_loader), pct_start=pct_start)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     history: list[EpochLog] = []
     trained = 0.0
-    for epoch in range(1, epochs + 1):
+    for epoch in range(1, num_epochs + 1):
         start = time.perf_counter()
         deadline = None if time_limit is None else start + (time_limit - trained)
         loss, acc, stopped = train_epoch(
             model, train_loader, optimizer, scheduler=scheduler, loss_fn=loss_fn,
-            deadline=deadline, progress=progress, desc=f"epoch {epoch}/{epochs}",
+            deadline=deadline, progress=progress, desc=f"epoch {epoch}/{num_epochs}",
         )
         trained += time.perf_counter() - start
         test_acc = evaluate(model, test_loader) if test_loader is not None else None
         history.append(EpochLog(epoch, trained, loss, acc, test_acc, stopped))
         if log is not None:
-            line = f"epoch {epoch}/{epochs}: {trained:6.1f} s, loss {loss:.3f}, train acc {acc:.1%}"
+            line = f"epoch {epoch}/{num_epochs}: {trained:6.1f} s, loss {loss:.3f}, train acc {acc:.1%}"
             if test_acc is not None:
                 line += f", test acc {test_acc:.1%}"
             log(line + (" (time limit reached)" if stopped else ""))

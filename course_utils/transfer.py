@@ -33,6 +33,7 @@ import functools
 import hashlib
 import inspect
 import os
+import re
 import sys
 import textwrap
 import time
@@ -181,13 +182,18 @@ def _select(
 
 
 def backbone_path(
-    *, held_out: Sequence[str] = HELD_OUT_CLASSES, epochs: int = 3, width: int = 16, seed: int = 0
+    *, held_out: Sequence[str] = HELD_OUT_CLASSES, num_epochs: int = 3, width: int = 16, seed: int = 0
 ) -> Path:
     """The cache file of the backbone :func:`pretrained_backbone` trains with these settings."""
     _class_ids(held_out)
     without = "-".join(sorted(held_out))
-    name = f"resnet9-{_architecture_tag()}-w{width}-e{epochs}-s{seed}-cifar10-without-{without}.pt"
+    name = f"resnet9-{_architecture_tag()}-w{width}-e{num_epochs}-s{seed}-cifar10-without-{without}.pt"
     return cache_dir() / "models" / name
+
+
+#: Identifiers renamed without changing what the code does, hashed under their earlier names
+#: (in code and in string constants) so that the rename keeps the cached backbone valid.
+_RENAMED = {"num_epochs": "epochs"}
 
 
 def _architecture_tag() -> str:
@@ -199,9 +205,18 @@ def _architecture_tag() -> str:
 
 
 def _code_only(source: str) -> str:
-    """``source`` without docstrings, comments and formatting: editing the docs keeps the cache."""
+    """``source`` without docstrings, comments and formatting: editing the docs keeps the cache.
+
+    Names in :data:`_RENAMED` count as their earlier names, so those renames keep it too.
+    """
     tree = ast.parse(textwrap.dedent(source))
+    renamed = re.compile(r"\b(" + "|".join(map(re.escape, _RENAMED)) + r")\b")
     for node in ast.walk(tree):
+        for field in ("id", "arg"):  # ast.Name.id, ast.arg.arg, ast.keyword.arg
+            if getattr(node, field, None) in _RENAMED:
+                setattr(node, field, _RENAMED[getattr(node, field)])
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            node.value = renamed.sub(lambda m: _RENAMED[m.group(1)], node.value)
         body = getattr(node, "body", None)
         if (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)) and body
                 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
@@ -211,7 +226,7 @@ def _code_only(source: str) -> str:
 
 
 def _pretrain(
-    classes: Sequence[str], epochs: int, width: int, seed: int, device: torch.device,
+    classes: Sequence[str], num_epochs: int, width: int, seed: int, device: torch.device,
     log: Callable[[str], None] | None, progress: bool = True,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     set_seed(seed)
@@ -223,11 +238,11 @@ def _pretrain(
     model = cifar.ResNet9(num_classes=len(classes), width=width)
     model = model.to(device, memory_format=torch.channels_last)
     start = time.perf_counter()
-    history = cifar.fit(model, train_loader, epochs, test_loader=test_loader, lr=0.2, log=log,
+    history = cifar.fit(model, train_loader, num_epochs, test_loader=test_loader, lr=0.2, log=log,
                         progress=progress and log is not None)
     info = {
         "classes": list(classes),
-        "epochs": epochs,
+        "epochs": num_epochs,  # the key the cached files hold
         "width": width,
         "seed": seed,
         "train_images": len(y_train),
@@ -243,7 +258,7 @@ def _pretrain(
 def pretrained_backbone(
     *,
     held_out: Sequence[str] = HELD_OUT_CLASSES,
-    epochs: int = 3,
+    num_epochs: int = 3,
     width: int = 16,
     seed: int = 0,
     device: torch.device | str | None = None,
@@ -257,11 +272,11 @@ def pretrained_backbone(
     default the CPU) and cached first. A file lock next to the cache file makes
     concurrent callers (parallel test workers, a notebook) wait for one training run
     instead of each training their own. The model comes back on the CPU in ``eval()``
-    mode with its 8-class head ``fc``; ``info`` holds the classes, epochs, test accuracy
+    mode with its 8-class head ``fc``; ``info`` holds the classes, ``"epochs"``, test accuracy
     on the 8 classes and training seconds. ``log`` gets a line per epoch of training;
     ``progress`` adds a progress bar.
     """
-    path = backbone_path(held_out=held_out, epochs=epochs, width=width, seed=seed)
+    path = backbone_path(held_out=held_out, num_epochs=num_epochs, width=width, seed=seed)
     classes = [c for c in cifar.CLASSES if c not in held_out]
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
@@ -270,8 +285,8 @@ def pretrained_backbone(
         else:
             if log is not None:
                 log(f"Pretraining the backbone on {len(classes)} CIFAR-10 classes for "
-                    f"{epochs} epochs (once; cached in {path}) ...")
-            state, info = _pretrain(classes, epochs, width, seed, torch.device(device or "cpu"), log, progress)
+                    f"{num_epochs} epochs (once; cached in {path}) ...")
+            state, info = _pretrain(classes, num_epochs, width, seed, torch.device(device or "cpu"), log, progress)
             saved = {"state_dict": state, "info": info}
             partial = path.with_name(path.name + f".{os.getpid()}.partial")
             torch.save(saved, partial)

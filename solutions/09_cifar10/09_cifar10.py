@@ -412,24 +412,24 @@ class FunctionalModel(nn.Module):
         return self.model_fn(x, self.params)
 
 
-def train_barebones(model_fn, params, loader, learning_rate, epochs=1):
-    for epoch in range(epochs):
-        for x, y in tqdm(loader, desc=f"barebones epoch {epoch + 1}/{epochs}", leave=False):
+def train_barebones(model_fn, params, loader, lr, num_epochs=1):
+    for epoch in range(num_epochs):
+        for x, y in tqdm(loader, desc=f"barebones epoch {epoch + 1}/{num_epochs}", leave=False):
             loss = F.cross_entropy(model_fn(x, params), y)
             loss.backward()
             with torch.no_grad():
                 for w in params:
-                    w -= learning_rate * w.grad
+                    w -= lr * w.grad
                     w.grad = None
     return loss.item()
 
 
-EPOCHS = budget(full=2, fast=1)
+num_epochs = budget(full=2, fast=1)
 CHANNEL_1, CHANNEL_2 = 32, 16
 torch.manual_seed(0)
 params = make_params(CHANNEL_1, CHANNEL_2)
 start = time.perf_counter()
-last_loss = train_barebones(three_layer_convnet, params, loader_train, learning_rate=3e-3, epochs=EPOCHS)
+last_loss = train_barebones(three_layer_convnet, params, loader_train, lr=3e-3, num_epochs=num_epochs)
 print(f"barebones: last batch loss {last_loss:.3f} after {time.perf_counter() - start:.1f} s")
 barebones_acc = check_accuracy(loader_val, FunctionalModel(three_layer_convnet, params))
 
@@ -551,7 +551,7 @@ checks.passed("ThreeLayerConvNet")
 # %% [markdown] nbgrader={"grade": false, "grade_id": "train-md", "locked": true, "schema_version": 3, "solution": false}
 # ## Exercise 5 · The training loop (2 points)
 #
-# Implement `train(model, optimizer, loader, epochs=1)`, returning the list of every
+# Implement `train(model, optimizer, loader, num_epochs=1)`, returning the list of every
 # step's loss (Python floats). Each epoch: put the model in training mode with
 # `model.train()` (`check_accuracy` leaves it in evaluation mode), then for every batch
 # `(x, y)` of `loader` (already on the model's device): scores, `F.cross_entropy`,
@@ -562,13 +562,13 @@ checks.passed("ThreeLayerConvNet")
 # step would follow the sum of all gradients so far.
 
 # %% nbgrader={"grade": false, "grade_id": "train", "locked": false, "schema_version": 3, "solution": true}
-def train(model, optimizer, loader, epochs=1):
-    """Train model with optimizer for some epochs; return the loss of every step."""
+def train(model, optimizer, loader, num_epochs=1):
+    """Train model with optimizer for num_epochs epochs; return the loss of every step."""
     losses = []
     ### BEGIN SOLUTION
-    for epoch in range(epochs):
+    for epoch in range(num_epochs):
         model.train()
-        for x, y in tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False):
+        for x, y in tqdm(loader, desc=f"epoch {epoch + 1}/{num_epochs}", leave=False):
             loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad()
             loss.backward()
@@ -637,7 +637,7 @@ def _train_in_kernel(train, state, x, y):
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 5))
     model.load_state_dict(state)
     model.eval()
-    losses = train(model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), [(x, y)] * 6, epochs=2)
+    losses = train(model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), [(x, y)] * 6, num_epochs=2)
     return losses, [p.detach().clone() for p in model.parameters()]
 
 
@@ -669,7 +669,7 @@ checks.passed("train")
 torch.manual_seed(0)
 module_net = ThreeLayerConvNet(3, CHANNEL_1, CHANNEL_2, 10).to(device)  # move first, then build the optimizer
 optimizer = torch.optim.SGD(module_net.parameters(), lr=3e-3)
-module_losses = train(module_net, optimizer, loader_train, epochs=EPOCHS)
+module_losses = train(module_net, optimizer, loader_train, num_epochs=num_epochs)
 module_acc = check_accuracy(loader_val, module_net)
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "sequential-md", "locked": true, "schema_version": 3, "solution": false}
@@ -753,7 +753,7 @@ checks.passed("sequential_convnet")
 torch.manual_seed(0)
 seq_net = sequential_convnet(3, CHANNEL_1, CHANNEL_2, 10).to(device)
 optimizer = torch.optim.SGD(seq_net.parameters(), lr=1e-2, momentum=0.9, nesterov=True)
-seq_losses = train(seq_net, optimizer, loader_train, epochs=EPOCHS)
+seq_losses = train(seq_net, optimizer, loader_train, num_epochs=num_epochs)
 seq_acc = check_accuracy(loader_val, seq_net)
 
 fig, ax = plt.subplots(figsize=(6, 3))
@@ -920,7 +920,7 @@ def train_my_model(model, x_train, y_train, time_limit):
     model.to(memory_format=torch.channels_last)
     loader = cifar.TensorLoader(x_train, y_train, batch_size=budget(full=256, fast=128), shuffle=True,
                                 augment=True, drop_last=True, device=device, channels_last=True)
-    cifar.fit(model, loader, epochs=budget(full=8, fast=2), lr=0.2, label_smoothing=0.1,
+    cifar.fit(model, loader, num_epochs=budget(full=8, fast=2), lr=0.2, label_smoothing=0.1,
               time_limit=time_limit - 5)
     ### END SOLUTION
 

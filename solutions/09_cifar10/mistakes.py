@@ -75,9 +75,9 @@ def three_layer_convnet(x, params):
     return F.linear(torch.flatten(h2, 1), fc_w, fc_b)
 ''',
             "train": '''
-def train(model, optimizer, loader, epochs=1):
+def train(model, optimizer, loader, num_epochs=1):
     losses = []
-    for epoch in range(epochs):
+    for epoch in range(num_epochs):
         model.train()
         for x, y in tqdm(loader, leave=False):
             loss = F.cross_entropy(model(x), y)
@@ -161,9 +161,9 @@ class ThreeLayerConvNet(nn.Module):
         return F.linear(torch.flatten(x, 1), self.fc.weight)
 ''',
             "train": '''
-def train(model, optimizer, loader, epochs=1):
+def train(model, optimizer, loader, num_epochs=1):
     losses = []
-    for epoch in range(epochs):  # model.train() missing: a model handed over in eval mode stays there
+    for epoch in range(num_epochs):  # model.train() missing: a model handed over in eval mode stays there
         for x, y in tqdm(loader, leave=False):
             loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad()
@@ -277,9 +277,9 @@ class ThreeLayerConvNet(nn.Module):
         return self.fc(torch.flatten(x, 1))
 ''',
         "train": '''
-def train(model, optimizer, loader, epochs=1):
+def train(model, optimizer, loader, num_epochs=1):
     losses = []
-    for epoch in range(epochs):
+    for epoch in range(num_epochs):
         model.train()
         for x, y in tqdm(loader, leave=False):
             loss = F.cross_entropy(model(x), y)
@@ -384,9 +384,9 @@ class ThreeLayerConvNet(nn.Module):
         return self.fc(torch.flatten(x, 1))
 ''',
         "train": '''
-def train(model, optimizer, loader, epochs=1):
+def train(model, optimizer, loader, num_epochs=1):
     losses = []
-    for epoch in range(epochs):
+    for epoch in range(num_epochs):
         model.train()
         for x, y in tqdm(loader, leave=False):
             loss = F.cross_entropy(model(x), y)
@@ -425,7 +425,7 @@ def build_my_model():
 def train_my_model(model, x_train, y_train, time_limit):
     model = build_my_model().to(device)  # a new model: the one passed in stays untrained
     loader = cifar.TensorLoader(x_train, y_train, batch_size=128, shuffle=True, drop_last=True, device=device)
-    cifar.fit(model, loader, epochs=1, lr=0.2, label_smoothing=0.1, time_limit=time_limit - 5)
+    cifar.fit(model, loader, num_epochs=1, lr=0.2, label_smoothing=0.1, time_limit=time_limit - 5)
 ''',
     },
     "loses": ["test-check-accuracy", "test-init", "test-barebones", "test-module", "test-train", "test-sequential",
@@ -564,10 +564,10 @@ class ThreeLayerConvNet(nn.Module):
         return self.fc(self.flatten(self.relu(self.conv2(self.relu(self.conv1(x))))))
 '''}},
     "train-criterion-set-to-none-false-float": {"replace": {"train": '''
-def train(model, optimizer, loader, epochs=1):
+def train(model, optimizer, loader, num_epochs=1):
     losses = []
-    criterion = nn.CrossEntropyLoss()
-    for epoch in range(epochs):
+    criterion = nn.CrossEntropyLoss()  # a local name of the student's own: only the signature is given
+    for epoch in range(num_epochs):
         model.train(True)
         for x, y in tqdm(loader, desc=f"epoch {epoch + 1}", leave=False):
             optimizer.zero_grad(set_to_none=False)
@@ -675,9 +675,9 @@ class ThreeLayerConvNet(nn.Module):
         return self.fc(x.view(x.size(0), -1))
 '''}},
     "train-model-zero-grad-keywords": {"replace": {"train": '''
-def train(model, optimizer, loader, epochs=1):
+def train(model, optimizer, loader, num_epochs=1):
     losses = []
-    for _ in range(epochs):
+    for _ in range(num_epochs):
         model.train()
         for x, y in loader:
             model.zero_grad()
@@ -711,12 +711,12 @@ def build_my_model():
 
 def train_my_model(model, x_train, y_train, time_limit):
     deadline = time.monotonic() + time_limit - 10
-    epochs = budget(full=10, fast=2)
+    num_epochs = budget(full=10, fast=2)
     loader = cifar.TensorLoader(x_train, y_train, batch_size=128, shuffle=True, drop_last=True, device=device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, epochs=epochs, steps_per_epoch=len(loader))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, epochs=num_epochs, steps_per_epoch=len(loader))
     model.train()
-    for _ in range(epochs):
+    for _ in range(num_epochs):
         for x, y in loader:
             if time.monotonic() > deadline:
                 return

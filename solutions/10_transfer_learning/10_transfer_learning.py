@@ -616,7 +616,7 @@ checks.passed("BestWeights")
 # %% [markdown] nbgrader={"grade": false, "grade_id": "train-md", "locked": true, "schema_version": 3, "solution": false}
 # ## Exercise 5 · The training loop (2 points)
 #
-# Implement `train_model(model, loaders, criterion, optimizer, scheduler, num_epochs, device)`. Each epoch:
+# Implement `train_model(model, loaders, loss_fn, optimizer, scheduler, num_epochs, device)`. Each epoch:
 #
 # 1. record the learning rate of the first parameter group in `history["lr"]` (the rate this epoch uses);
 # 2. **train phase**: `model.train()`; for every batch of `loaders["train"]` (moved to `device`): zero the
@@ -631,7 +631,7 @@ checks.passed("BestWeights")
 # At the end restore the best weights and return `(model, history)`. Show progress with `tqdm`.
 
 # %% nbgrader={"grade": false, "grade_id": "train", "locked": false, "schema_version": 3, "solution": true}
-def train_model(model, loaders, criterion, optimizer, scheduler, num_epochs, device):
+def train_model(model, loaders, loss_fn, optimizer, scheduler, num_epochs, device):
     """Train with a per-epoch scheduler; return the model with its best validation weights, and the history."""
     history = {"lr": [], "train_loss": [], "train_acc": [], "val_loss": [], "val_acc": []}
     tracker = BestWeights()
@@ -646,7 +646,7 @@ def train_model(model, loaders, criterion, optimizer, scheduler, num_epochs, dev
                 for x, y in loaders[phase]:
                     x, y = x.to(device), y.to(device)
                     outputs = model(x)
-                    loss = criterion(outputs, y)
+                    loss = loss_fn(outputs, y)
                     if training:
                         optimizer.zero_grad()
                         loss.backward()
@@ -721,7 +721,7 @@ checks.check_close("returned model = best epoch", final_acc, max(toy_history["va
 # Graded: the training loop (hidden tests: learning rate per epoch, scheduler per epoch, eval mode and
 # no_grad in validation, the scores given to BestWeights, the best weights returned). It uses a
 # reference BestWeights, so exercise 4 is graded only there.
-assert callable(train_model), "define train_model(model, loaders, criterion, optimizer, scheduler, num_epochs, device) above"
+assert callable(train_model), "define train_model(model, loaders, loss_fn, optimizer, scheduler, num_epochs, device) above"
 ### BEGIN HIDDEN TESTS
 def _reference_tracker():
     """A reference BestWeights for train_model to use, which records every update it gets."""

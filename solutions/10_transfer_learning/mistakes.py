@@ -52,7 +52,7 @@ def make_optimizer(model, lr, body_lr=None, weight_decay=0.0):
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
 ''',
             "train": '''
-def train_model(model, loaders, criterion, optimizer, scheduler, num_epochs, device):
+def train_model(model, loaders, loss_fn, optimizer, scheduler, num_epochs, device):
     history = {"lr": [], "train_loss": [], "train_acc": [], "val_loss": [], "val_acc": []}
     tracker = BestWeights()
     for epoch in range(num_epochs):
@@ -65,7 +65,7 @@ def train_model(model, loaders, criterion, optimizer, scheduler, num_epochs, dev
                 for x, y in loaders[phase]:
                     x, y = x.to(device), y.to(device)
                     outputs = model(x)
-                    loss = criterion(outputs, y)
+                    loss = loss_fn(outputs, y)
                     if training:
                         optimizer.zero_grad()
                         loss.backward()
@@ -131,7 +131,7 @@ class BestWeights:
         return model
 ''',
             "train": '''
-def train_model(model, loaders, criterion, optimizer, scheduler, num_epochs, device):
+def train_model(model, loaders, loss_fn, optimizer, scheduler, num_epochs, device):
     history = {"lr": [], "train_loss": [], "train_acc": [], "val_loss": [], "val_acc": []}
     tracker = BestWeights()
     for epoch in range(num_epochs):
@@ -143,7 +143,7 @@ def train_model(model, loaders, criterion, optimizer, scheduler, num_epochs, dev
             for x, y in loaders[phase]:  # no torch.no_grad(): validation builds graphs for nothing
                 x, y = x.to(device), y.to(device)
                 outputs = model(x)
-                loss = criterion(outputs, y)
+                loss = loss_fn(outputs, y)
                 if training:
                     optimizer.zero_grad()
                     loss.backward()
@@ -214,7 +214,7 @@ class BestWeights:
         return model
 ''',
         "train": '''
-def train_model(model, loaders, criterion, optimizer, scheduler, num_epochs, device):
+def train_model(model, loaders, loss_fn, optimizer, scheduler, num_epochs, device):
     history = {"lr": [], "train_loss": [], "train_acc": [], "val_loss": [], "val_acc": []}
     tracker = BestWeights()
     for epoch in range(num_epochs):
@@ -226,7 +226,7 @@ def train_model(model, loaders, criterion, optimizer, scheduler, num_epochs, dev
                 for x, y in loaders[phase]:
                     x, y = x.to(device), y.to(device)
                     outputs = model(x)
-                    loss = criterion(outputs, y)
+                    loss = loss_fn(outputs, y)
                     if training:
                         optimizer.zero_grad()
                         loss.backward()
@@ -297,7 +297,7 @@ class BestWeights:
         return model
 ''',
         "train": '''
-def train_model(model, loaders, criterion, optimizer, scheduler, num_epochs, device):
+def train_model(model, loaders, loss_fn, optimizer, scheduler, num_epochs, device):
     history = {"lr": [], "train_loss": [], "train_acc": [], "val_loss": [], "val_acc": []}
     tracker = BestWeights()
     model.train()  # once: after the first validation every epoch trains in eval mode
@@ -307,7 +307,7 @@ def train_model(model, loaders, criterion, optimizer, scheduler, num_epochs, dev
         for x, y in loaders["train"]:
             x, y = x.to(device), y.to(device)
             outputs = model(x)
-            loss = criterion(outputs, y)
+            loss = loss_fn(outputs, y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -323,7 +323,7 @@ def train_model(model, loaders, criterion, optimizer, scheduler, num_epochs, dev
             for x, y in loaders["val"]:
                 x, y = x.to(device), y.to(device)
                 outputs = model(x)
-                total_loss += criterion(outputs, y).item() * len(y)
+                total_loss += loss_fn(outputs, y).item() * len(y)
                 correct += int((outputs.argmax(1) == y).sum())
                 seen += len(y)
         history["val_loss"].append(total_loss / seen)
@@ -390,7 +390,7 @@ class BestWeights:
         return model
 '''}},
     "train-separate-phases-inference-mode": {"replace": {"train": '''
-def train_model(model, loaders, criterion, optimizer, scheduler, num_epochs, device):
+def train_model(model, loaders, loss_fn, optimizer, scheduler, num_epochs, device):
     history = {"lr": [], "train_loss": [], "train_acc": [], "val_loss": [], "val_acc": []}
     tracker = BestWeights()
     for epoch in range(num_epochs):
@@ -401,7 +401,7 @@ def train_model(model, loaders, criterion, optimizer, scheduler, num_epochs, dev
             x, y = x.to(device), y.to(device)
             optimizer.zero_grad()
             out = model(x)
-            loss = criterion(out, y)
+            loss = loss_fn(out, y)
             loss.backward()
             optimizer.step()
             total += loss.item() * x.size(0)
@@ -416,7 +416,7 @@ def train_model(model, loaders, criterion, optimizer, scheduler, num_epochs, dev
             for x, y in loaders["val"]:
                 x, y = x.to(device), y.to(device)
                 out = model(x)
-                total += criterion(out, y).item() * x.size(0)
+                total += loss_fn(out, y).item() * x.size(0)
                 correct += (out.argmax(1) == y).sum().item()
                 n += x.size(0)
         history["val_loss"].append(total / n)
@@ -473,7 +473,7 @@ class BestWeights:
 import contextlib
 
 
-def train_model(model, loaders, criterion, optimizer, scheduler, num_epochs, device):
+def train_model(model, loaders, loss_fn, optimizer, scheduler, num_epochs, device):
     history = {"lr": [], "train_loss": [], "train_acc": [], "val_loss": [], "val_acc": []}
     tracker = BestWeights()
     for epoch in range(num_epochs):
@@ -488,7 +488,7 @@ def train_model(model, loaders, criterion, optimizer, scheduler, num_epochs, dev
                     if is_train:
                         optimizer.zero_grad()
                     scores = model(inputs)
-                    loss = criterion(scores, labels)
+                    loss = loss_fn(scores, labels)
                     if is_train:
                         loss.backward()
                         optimizer.step()

@@ -135,11 +135,11 @@ def average_gradients(model):
         p.grad.div_(size)  # dividing first, then summing, is the same average
         dist.all_reduce(p.grad)  # the default op is SUM
 '''}},
-    "train-step-criterion-set-to-none": {"replace": {"train-step": '''
+    "train-step-loss-fn-set-to-none": {"replace": {"train-step": '''
 def train_step(model, optimizer, x, y):
-    criterion = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss()
     model.zero_grad(set_to_none=True)
-    loss = criterion(model(x), y)
+    loss = loss_fn(model(x), y)
     loss.backward()
     optimizer.step()
     return float(loss.detach())

@@ -150,7 +150,7 @@ def test_fit_learns_and_logs_every_epoch():
     train_loader = cifar.TensorLoader(images, labels, 16, shuffle=True, drop_last=True)
     model = cifar.ResNet9(num_classes=2, width=2)
     lines: list[str] = []
-    history = cifar.fit(model, train_loader, 2, test_loader=cifar.TensorLoader(images, labels, 64),
+    history = cifar.fit(model, train_loader, num_epochs=2, test_loader=cifar.TensorLoader(images, labels, 64),
                         progress=False, log=lines.append)
     assert [h.epoch for h in history] == [1, 2] and len(lines) == 2
     assert history[-1].test_acc > 0.8
@@ -162,9 +162,17 @@ def test_fit_stops_at_the_time_limit():
     images, labels = _separable(512)
     loader = cifar.TensorLoader(images, labels, 16)
     start = time.perf_counter()
-    history = cifar.fit(cifar.ResNet9(num_classes=2, width=4), loader, 50, time_limit=0.2, progress=False, log=None)
+    history = cifar.fit(cifar.ResNet9(num_classes=2, width=4), loader, num_epochs=50, time_limit=0.2, progress=False,
+                        log=None)
     assert history[-1].stopped_early and len(history) < 50
     assert time.perf_counter() - start < 30
+
+
+def test_fit_needs_a_positive_num_epochs():
+    images, labels = _separable(32)
+    with pytest.raises(ValueError, match="num_epochs must be positive"):
+        cifar.fit(cifar.ResNet9(num_classes=2, width=2), cifar.TensorLoader(images, labels, 16), num_epochs=0,
+                  progress=False, log=None)
 
 
 def test_evaluate_uses_eval_mode_no_grad_and_restores_the_mode():

@@ -87,12 +87,12 @@ def test_course_fetch_resnet18_reports_the_clear_message(empty_torch_home, no_ne
 
 
 def _fake_pretrain(calls):
-    def pretrain(classes, epochs, width, seed, device, log, progress=True):
+    def pretrain(classes, num_epochs, width, seed, device, log, progress=True):
         calls.append(classes)
         time.sleep(0.3)  # long enough for a second caller to arrive and wait on the lock
         torch.manual_seed(seed)
         model = cifar.ResNet9(num_classes=len(classes), width=width)
-        return model.state_dict(), {"classes": list(classes), "epochs": epochs, "width": width,
+        return model.state_dict(), {"classes": list(classes), "epochs": num_epochs, "width": width,
                                     "seed": seed, "test_accuracy": 0.5, "seconds": 0.3}
 
     return pretrain
@@ -177,3 +177,10 @@ def test_backbone_cache_key_ignores_docstrings_but_not_code():
     assert transfer._code_only(plain) == transfer._code_only(documented)
     assert transfer._code_only(plain) != transfer._code_only(plain.replace("+ 1", "+ 2"))
     assert len(transfer._architecture_tag()) == 8
+
+
+def test_backbone_cache_key_survives_the_num_epochs_rename():
+    before = 'def fit(epochs):\n    if epochs <= 0:\n        raise ValueError(f"epochs must be > 0, got {epochs}")\n'
+    after = before.replace("epochs", "num_epochs")
+    assert transfer._code_only(before) == transfer._code_only(after)
+    assert transfer._code_only(before) != transfer._code_only(before.replace("epochs", "steps"))
