@@ -33,7 +33,6 @@ import functools
 import hashlib
 import inspect
 import os
-import re
 import sys
 import textwrap
 import time
@@ -191,11 +190,6 @@ def backbone_path(
     return cache_dir() / "models" / name
 
 
-#: Identifiers renamed without changing what the code does, hashed under their earlier names
-#: (in code and in string constants) so that the rename keeps the cached backbone valid.
-_RENAMED = {"num_epochs": "epochs"}
-
-
 def _architecture_tag() -> str:
     """A short hash of the network's and the training recipe's code: a change to either retrains the backbone."""
     parts = (cifar.ResNet9, cifar.conv_bn, getattr(cifar, "_Residual", None), cifar.fit, cifar.train_epoch,
@@ -205,18 +199,9 @@ def _architecture_tag() -> str:
 
 
 def _code_only(source: str) -> str:
-    """``source`` without docstrings, comments and formatting: editing the docs keeps the cache.
-
-    Names in :data:`_RENAMED` count as their earlier names, so those renames keep it too.
-    """
+    """``source`` without docstrings, comments and formatting: editing the docs keeps the cache."""
     tree = ast.parse(textwrap.dedent(source))
-    renamed = re.compile(r"\b(" + "|".join(map(re.escape, _RENAMED)) + r")\b")
     for node in ast.walk(tree):
-        for field in ("id", "arg"):  # ast.Name.id, ast.arg.arg, ast.keyword.arg
-            if getattr(node, field, None) in _RENAMED:
-                setattr(node, field, _RENAMED[getattr(node, field)])
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            node.value = renamed.sub(lambda m: _RENAMED[m.group(1)], node.value)
         body = getattr(node, "body", None)
         if (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)) and body
                 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
