@@ -3,8 +3,9 @@
 Modules, one job each:
 
 * :mod:`course_utils.runtime` - seeding, device choice, the fast/full mode switch;
-* :mod:`course_utils.checks` - self-checks that explain what went wrong;
-* :mod:`course_utils.diagnosis` - how a wrong result differs from the expected one (for the checks);
+* :mod:`course_utils.checks` - self-checks that explain what went wrong (a package: ``core``,
+  ``tensors``, ``modules``, ``errors``, and ``diagnosis``, how a wrong result differs from the
+  expected one);
 * :mod:`course_utils.data` - finding, verifying and loading the data sets;
 * :mod:`course_utils.plots` - image grids for the notebooks;
 * :mod:`course_utils.release` - building solution notebooks and student releases;

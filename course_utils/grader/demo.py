@@ -148,12 +148,17 @@ get_ipython().input_transformers_cleanup.append(_skip_checks)
         "status": "suspicious",
     },
     "hostile-patches-during-test": {
-        "description": "train() patches checks.check_close and np.allclose each time it is called",
+        "description": "train() patches checks.check_close (in the package and in its modules), the "
+                       "diagnosis engine and np.allclose each time it is called",
         "replace": {"train": '''
 def train(x, y, w1, w2, lr, num_steps):
     import course_utils.checks as c
+    import course_utils.checks.core as core
+    import course_utils.checks.diagnosis as diagnosis
 
     c.check_close = lambda *args, **kwargs: None
+    core.check_close = lambda *args, **kwargs: None  # where the other checks look it up
+    diagnosis.diagnose = lambda *args, **kwargs: []
     np.allclose = lambda *args, **kwargs: True
 ''' + _NEVER_STEPS},
         "loses": ["test-train"],

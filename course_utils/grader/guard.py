@@ -4,10 +4,14 @@ Runs inside the kernel. :func:`take_snapshot` records, before any student code
 runs, the state the tests rely on:
 
 * every attribute of the protected modules (``numpy`` and its submodules,
-  ``torch`` and its submodules, ``course_utils``, ``course_utils.checks``,
-  ``course_utils.runtime``) and the ``sys.modules`` entries naming them;
+  ``torch`` and its submodules, ``course_utils``, ``course_utils.runtime``, and
+  ``course_utils.checks`` with every module of that package: ``core``,
+  ``diagnosis``, ``errors``, ...) and the ``sys.modules`` entries naming them;
+* what the dicts, lists and sets of the course's modules hold (the checks' tables,
+  ``KNOWN_ERRORS`` among them, can be changed without rebinding a name);
 * the code, defaults and keyword defaults of every Python function in them,
-  and the methods of a few classes the checks use (``torch.Tensor``, ...);
+  and the methods of a few classes the checks use (``torch.Tensor``, ...) and
+  of every class the checks package defines (``CheckError``, ...);
 * the ``builtins`` module.
 
 :func:`install` adds the IPython side once the kernel is up: input and AST
@@ -36,7 +40,11 @@ proof: code in the same process can in principle reach anything (``gc``,
 from __future__ import annotations
 
 import builtins
+import contextlib
+import importlib
+import importlib.util
 import operator
+import pkgutil
 import sys
 import threading
 import types
@@ -45,13 +53,26 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-__all__ = ["PROTECTED_PACKAGES", "Guard", "Snapshot", "install", "take_snapshot"]
+__all__ = [
+    "PROTECTED_COURSE_PACKAGES",
+    "PROTECTED_MODULES",
+    "PROTECTED_PACKAGES",
+    "Guard",
+    "Snapshot",
+    "course_package_modules",
+    "install",
+    "take_snapshot",
+]
 
 MSG_TYPE = "course_guard_request"
 REPLY_TYPE = "course_guard_reply"
-# Packages whose every loaded module is protected, and single modules protected on their own.
+# Packages whose every loaded module is protected (their public names), single modules of the
+# course protected on their own, and packages of the course protected with every module in them
+# (by prefix: a module added to the package is protected without being listed here). The
+# course's modules are compared in full, private names included.
 PROTECTED_PACKAGES = ("numpy", "torch")
-PROTECTED_MODULES = ("course_utils", "course_utils.checks", "course_utils.diagnosis", "course_utils.runtime")
+PROTECTED_MODULES = ("course_utils", "course_utils.runtime")
+PROTECTED_COURSE_PACKAGES = ("course_utils.checks",)
 _MISSING = object()
 _CODE = operator.attrgetter("__code__")
 _DEFAULTS = operator.attrgetter("__defaults__")
@@ -65,8 +86,40 @@ _SHELL_LISTS = ("input_transformers_cleanup", "input_transformers_post", "ast_tr
 _MANAGER_LISTS = ("cleanup_transforms", "line_transforms", "token_transformers")
 
 
+def _in_course_package(name: str) -> bool:
+    """Whether module ``name`` is one of :data:`PROTECTED_COURSE_PACKAGES` or a module inside one."""
+    return any(name == package or name.startswith(package + ".") for package in PROTECTED_COURSE_PACKAGES)
+
+
+def _is_course_module(name: str) -> bool:
+    """Whether ``name`` is a protected module of the course (compared in full, private names too)."""
+    return name in PROTECTED_MODULES or _in_course_package(name)
+
+
 def _is_protected(name: str) -> bool:
-    return name in PROTECTED_MODULES or name.split(".")[0] in PROTECTED_PACKAGES
+    return _is_course_module(name) or name.split(".")[0] in PROTECTED_PACKAGES
+
+
+def course_package_modules() -> list[str]:
+    """Every module of :data:`PROTECTED_COURSE_PACKAGES`, each package before its modules.
+
+    Found on disk, not from ``sys.modules``, so that a module no other module has imported yet
+    is still preloaded and recorded. Importing the package's own modules is harmless (they are
+    the course's); a package that cannot be found is skipped.
+    """
+    names: list[str] = []
+    for package in PROTECTED_COURSE_PACKAGES:
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None or spec.submodule_search_locations is None:
+            continue
+        names.append(package)
+        found = pkgutil.walk_packages(spec.submodule_search_locations, prefix=f"{package}.",
+                                      onerror=lambda _name: None)
+        names += sorted(info.name for info in found)
+    return names
 
 
 def _guarded_classes() -> list[type]:
@@ -74,10 +127,9 @@ def _guarded_classes() -> list[type]:
     torch = sys.modules.get("torch")
     if torch is not None:
         classes += [torch.Tensor, torch.nn.Module, torch.nn.Parameter]
-    checks = sys.modules.get("course_utils.checks")
-    if checks is not None:
-        classes += [v for v in vars(checks).values()
-                    if isinstance(v, type) and v.__module__ == checks.__name__]
+    for name, module in list(sys.modules.items()):  # the classes each module of the checks defines
+        if isinstance(module, types.ModuleType) and _in_course_package(name):
+            classes += [v for v in vars(module).values() if isinstance(v, type) and v.__module__ == name]
     return classes
 
 
@@ -91,6 +143,32 @@ class Snapshot:
     classes: list[tuple[type, dict[str, Any]]]
     builtins: dict[str, Any]
     extra_dicts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (where, a dict, list or set in a course module, a copy of its contents): the tables the
+    # checks read (KNOWN_ERRORS, ...), which a submission could change without rebinding them.
+    containers: list[tuple[str, Any, Any]] = field(default_factory=list)
+
+
+_CONTAINERS = (dict, list, set)
+_NOT_TABLES = ("__builtins__", "__warningregistry__")  # dicts Python itself fills as code runs
+
+
+def _contents(container: Any) -> Any:
+    """What a dict, list or set holds, in order, for :meth:`Guard._check_containers`."""
+    return list(container.items()) if type(container) is dict else list(container)
+
+
+def _course_containers(modules: dict[str, tuple[types.ModuleType, dict[str, Any]]]) -> list[tuple[str, Any, Any]]:
+    """Every dict, list and set a course module holds (each once), with its contents."""
+    seen: set[int] = set()
+    found = []
+    for name, (_, saved) in modules.items():
+        if not _is_course_module(name):
+            continue
+        for key, value in saved.items():
+            if type(value) in _CONTAINERS and key not in _NOT_TABLES and id(value) not in seen:
+                seen.add(id(value))
+                found.append((f"{name}.{key}", value, _contents(value)))
+    return found
 
 
 def _functions_in(values: Iterable[Any]) -> Iterable[types.FunctionType]:
@@ -120,6 +198,9 @@ def take_snapshot(extra_modules: Sequence[str] = ()) -> Snapshot:
     package = sys.modules.get("course_utils")
     for name in getattr(package, "__all__", ()):
         getattr(package, name, None)  # resolve the package's lazy names (PEP 562) so they are recorded
+    for name in course_package_modules():  # every module of the checks, imported or not yet, is recorded
+        with contextlib.suppress(Exception):  # one that cannot be imported cannot be used by a check either
+            importlib.import_module(name)
     modules = {
         name: (mod, dict(vars(mod)))
         for name, mod in list(sys.modules.items())
@@ -142,6 +223,7 @@ def take_snapshot(extra_modules: Sequence[str] = ()) -> Snapshot:
         classes=classes,
         builtins=dict(vars(builtins)),
         extra_dicts=extra,
+        containers=_course_containers(modules),
     )
 
 
@@ -204,6 +286,7 @@ class Guard:
         """Compare the state with the snapshot; restore it if asked. Returns what differed."""
         changes: list[str] = []
         self._check_modules(restore, changes)
+        self._check_containers(restore, changes)
         self._check_functions(restore, changes)
         self._check_classes(restore, changes)
         self._check_builtins(restore, changes)
@@ -226,7 +309,7 @@ class Guard:
                 continue
             # numpy and torch keep private caches and flags in module globals: only their
             # public names are compared. The course's own modules are compared in full.
-            public_only = name not in PROTECTED_MODULES
+            public_only = not _is_course_module(name)
             for key, value in saved.items():
                 if public_only and key.startswith("_"):
                     continue
@@ -234,6 +317,27 @@ class Guard:
                     changes.append(f"{name}.{key} {'deleted' if key not in current else 'redefined'}")
                     if restore:
                         current[key] = value
+
+    def _check_containers(self, restore: bool, changes: list[str]) -> None:
+        for where, container, saved in self.snapshot.containers:
+            current = _contents(container)
+            if type(container) is set:
+                same = set(current) == set(saved)
+            elif type(container) is dict:  # in order: the first matching KNOWN_ERRORS entry wins
+                same = len(current) == len(saved) and all(
+                    key is old_key and value is old_value
+                    for (key, value), (old_key, old_value) in zip(current, saved, strict=True))
+            else:
+                same = len(current) == len(saved) and all(map(operator.is_, current, saved))
+            if same:
+                continue
+            changes.append(f"{where} changed in place")
+            if restore:
+                container.clear()
+                if type(container) is list:
+                    container.extend(saved)
+                else:
+                    container.update(saved)
 
     def _check_functions(self, restore: bool, changes: list[str]) -> None:
         fns, codes, defaults, kwdefaults = self._functions

@@ -27,6 +27,8 @@ from pathlib import Path
 import nbformat
 from nbgrader import utils
 
+from course_utils.grader.guard import PROTECTED_COURSE_PACKAGES
+
 __all__ = [
     "Binding",
     "Inspection",
@@ -44,6 +46,9 @@ _PROTECTED_ROOTS = {"np": "numpy", "numpy": "numpy", "torch": "torch", "checks":
                     "course_utils": "course_utils", "builtins": "builtins", "sys": "sys",
                     "nn": "torch", "F": "torch", "plt": "matplotlib"}
 _PROTECTED_NAMES = set(_PROTECTED_ROOTS) | {"__builtins__"}
+# A name an import binds to a module of the checks package (every module of it, by the guard's
+# prefix rule), or to anything in one, is watched like ``checks``: ``import course_utils.checks.core
+# as c`` then ``c.check_close = ...`` is flagged as ``checks.check_close = ...`` is.
 _SUSPICIOUS_ATTRS = {
     "set_custom_exc": "installs a custom exception handler",
     "excepthook": "touches sys.excepthook",
@@ -197,6 +202,8 @@ def _dotted(node: ast.AST) -> str:
         return f"{_dotted(node.value)}.{node.attr}"
     if isinstance(node, ast.Call):
         return f"{_dotted(node.func)}()"
+    if isinstance(node, ast.Subscript):
+        return f"{_dotted(node.value)}[...]"
     return "?"
 
 
@@ -208,6 +215,22 @@ def _targets(node: ast.AST) -> list[ast.AST]:
     if isinstance(node, ast.Delete):
         return list(node.targets)
     return []
+
+
+def _in_checks_package(module: str) -> bool:
+    return any(module == package or module.startswith(package + ".") for package in PROTECTED_COURSE_PACKAGES)
+
+
+def _checks_aliases(tree: ast.AST) -> set[str]:
+    """Names the code's imports bind to a module of the checks package, or to something in one."""
+    aliases: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            aliases |= {alias.asname for alias in node.names if alias.asname and _in_checks_package(alias.name)}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            aliases |= {alias.asname or alias.name for alias in node.names if alias.name != "*" and (
+                _in_checks_package(node.module) or _in_checks_package(f"{node.module}.{alias.name}"))}
+    return aliases
 
 
 def scan_source(source: str, protected: Mapping[str, str] | Iterable[str] = ()) -> list[str]:
@@ -234,6 +257,7 @@ def _scan(source: str, protected: Mapping[str, str] | Iterable[str]) -> list[str
         return []
     found: list[str] = []
     top_level = set(map(id, tree.body))
+    watched = names | _checks_aliases(tree)  # whose attributes and items the code may not set
     for node in ast.walk(tree):
         for target in _targets(node):
             base = target
@@ -241,7 +265,7 @@ def _scan(source: str, protected: Mapping[str, str] | Iterable[str]) -> list[str
                 base = base.value
             root = _dotted(base)
             if isinstance(target, ast.Attribute | ast.Subscript) and (
-                    root in names or root == "get_ipython()"):
+                    root in watched or root == "get_ipython()"):
                 found.append(f"patches {_dotted(target)}")
             elif isinstance(target, ast.Name) and target.id in names and id(node) in top_level:
                 found.append(f"rebinds {target.id}")
@@ -259,7 +283,7 @@ def _scan(source: str, protected: Mapping[str, str] | Iterable[str]) -> list[str
                 if root in ("ctypes", "importlib", "sqlite3", "gc"):
                     found.append(f"imports {module}")
         if isinstance(node, ast.Call) and _dotted(node.func) in ("setattr", "delattr") and node.args:
-            if _dotted(node.args[0]).split(".")[0] in names:
+            if _dotted(node.args[0]).split(".")[0] in watched:
                 found.append(f"calls {_dotted(node.func)} on {_dotted(node.args[0])}")
         if isinstance(node, ast.ExceptHandler) and node.type is not None:
             caught = {_dotted(t) for t in (node.type.elts if isinstance(node.type, ast.Tuple)

@@ -473,7 +473,11 @@ def _preload(assignments: Iterable[_Assignment]) -> list[str]:
     """Modules the setup cells import (``from a import b`` adds ``a.b`` when it is a module)."""
     import importlib.util
 
-    modules: list[str] = ["course_utils", "course_utils.checks"]
+    from course_utils.grader.guard import course_package_modules
+
+    # The checks package with every module in it (found by the guard's rule), so each is loaded
+    # and recorded by the guard before any student code runs.
+    modules: list[str] = ["course_utils", *course_package_modules()]
     for info in assignments:
         for _, module, attr in info.bindings:
             candidates = [module]

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import checks, diagnosis
-from course_utils.diagnosis import diagnose, diagnose_dtype, diagnose_shape, format_diagnoses
+from course_utils import checks
+from course_utils.checks import diagnosis
+from course_utils.checks.diagnosis import diagnose, diagnose_dtype, diagnose_shape, format_diagnoses
 
 TOL = {"rtol": 1e-5, "atol": 1e-8}
 RNG = np.random.default_rng(0)

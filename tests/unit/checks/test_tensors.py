@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from course_utils import checks
@@ -14,42 +13,6 @@ def _model() -> nn.Module:
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
     model(torch.randn(5, 3)).pow(2).sum().backward()
     return model
-
-
-# --- explain_errors -------------------------------------------------------------------
-
-@pytest.mark.parametrize(
-    ("action", "words"),
-    [
-        (lambda: torch.ones(2, 3).t().view(6), "non-contiguous"),
-        (lambda: torch.ones(3, requires_grad=True).sub_(1), "torch.no_grad()"),
-        (lambda: torch.ones(2, device="meta") + torch.ones(2), "different devices"),
-        (lambda: torch.ones(2, 3) @ torch.ones(2, 3), "transposed"),
-        (lambda: torch.ones(2, 3, dtype=torch.float64) @ torch.ones(3, 2), "different dtypes"),
-        (lambda: F.cross_entropy(torch.randn(4, 3), torch.tensor([0.0, 1, 2, 1])), "wrong dtype"),
-        (lambda: torch.ones(3).sum().backward(), "requires_grad=True"),
-        (lambda: torch.ones(3, requires_grad=True).mul(2).backward(), "scalar"),
-        (lambda: 0.1 * torch.ones(3).grad, "`.grad` is None"),
-        (lambda: torch.ones(3).grad.zero_(), "w = w - lr * w.grad"),
-    ],
-)
-def test_explain_errors_names_the_mistake(action, words):
-    with pytest.raises(CheckError, match="known mistake") as info:
-        with checks.explain_errors("step"):
-            action()
-    assert words in str(info.value)
-    assert isinstance(info.value.__cause__, RuntimeError | TypeError | AttributeError)
-
-
-def test_explain_errors_lets_other_errors_through():
-    with pytest.raises(ValueError):
-        with checks.explain_errors("step"):
-            raise ValueError("unrelated")
-    with pytest.raises(RuntimeError, match="something else"):
-        with checks.explain_errors("step"):
-            raise RuntimeError("something else")
-    with checks.explain_errors("step"):
-        pass
 
 
 # --- check_updated_in_place -----------------------------------------------------------

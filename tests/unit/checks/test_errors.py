@@ -307,6 +307,29 @@ def test_real_errors_name_their_mistake(action, words):
     assert first_line in message
 
 
+@pytest.mark.parametrize(
+    ("action", "words"),
+    [
+        (lambda: torch.ones(2, 3).t().view(6), "non-contiguous"),
+        (lambda: torch.ones(3, requires_grad=True).sub_(1), "torch.no_grad()"),
+        (lambda: torch.ones(2, device="meta") + torch.ones(2), "different devices"),
+        (lambda: torch.ones(2, 3) @ torch.ones(2, 3), "transposed"),
+        (lambda: torch.ones(2, 3, dtype=torch.float64) @ torch.ones(3, 2), "different dtypes"),
+        (lambda: F.cross_entropy(torch.randn(4, 3), torch.tensor([0.0, 1, 2, 1])), "wrong dtype"),
+        (lambda: torch.ones(3).sum().backward(), "requires_grad=True"),
+        (lambda: torch.ones(3, requires_grad=True).mul(2).backward(), "scalar"),
+        (lambda: 0.1 * torch.ones(3).grad, "`.grad` is None"),
+        (lambda: torch.ones(3).grad.zero_(), "w = w - lr * w.grad"),
+    ],
+)
+def test_explain_errors_names_the_mistake(action, words):
+    with pytest.raises(CheckError, match="known mistake") as info:
+        with checks.explain_errors("step"):
+            action()
+    assert words in str(info.value)
+    assert isinstance(info.value.__cause__, RuntimeError | TypeError | AttributeError)
+
+
 def test_the_most_specific_entry_wins():
     """Where two entries match, is the specific one used (a view of a leaf, not just a leaf; a layer's
     input width, not just a matrix product)?"""
@@ -446,6 +469,17 @@ def test_check_forward_shape_names_known_mistakes():
 
 
 # --- what passes through unchanged -------------------------------------------------------
+
+def test_explain_errors_lets_other_errors_through():
+    with pytest.raises(ValueError):
+        with checks.explain_errors("step"):
+            raise ValueError("unrelated")
+    with pytest.raises(RuntimeError, match="something else"):
+        with checks.explain_errors("step"):
+            raise RuntimeError("something else")
+    with checks.explain_errors("step"):
+        pass
+
 
 def test_unrelated_exceptions_pass_through_unchanged():
     """Do exceptions no entry knows leave the block as they are, the same object?"""

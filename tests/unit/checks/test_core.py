@@ -1,10 +1,15 @@
 """Self-check messages: what was checked, expected, got, and the mistake by name."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from course_utils import checks
+from course_utils.checks import core
+
+PACKAGE = Path(checks.__file__).resolve().parent
 
 
 def test_passing_check_prints_one_line(capsys):
@@ -99,3 +104,62 @@ def test_a_failed_check_shows_its_message_first_in_a_real_kernel():
         assert ("the loss" if started is None else "forward") in error.traceback[0], text
         assert "course_utils" not in text and "site-packages" not in text, text
         assert line in text and (started is None or started in text), text
+
+
+# --- which frames a CheckError shows -------------------------------------------------------
+
+def _frames(tb) -> list[str]:
+    """The file of each frame of ``tb``."""
+    files = []
+    while tb is not None:
+        files.append(str(Path(tb.tb_frame.f_code.co_filename).resolve()))
+        tb = tb.tb_next
+    return files
+
+
+def test_every_file_of_the_package_is_library_code():
+    """Is each module of course_utils.checks (and the rest of course_utils) in the hidden folders?"""
+    files = sorted(PACKAGE.glob("*.py")) + sorted(PACKAGE.parent.glob("*.py"))
+    assert len(files) > 5 and all(str(f.resolve()).startswith(core._LIBRARY_FOLDERS) for f in files)
+
+
+@pytest.mark.parametrize("module", sorted(p.name for p in PACKAGE.glob("*.py")))
+def test_a_frame_in_any_file_of_the_package_is_hidden(module):
+    """A frame whose code comes from a file of the package: hidden, while the student's line is shown?"""
+    namespace: dict = {}
+    exec(compile("def deep():\n    raise RuntimeError('deep in the library')\n", str(PACKAGE / module), "exec"),
+         namespace)
+    try:
+        namespace["deep"]()  # the student's line
+    except RuntimeError as err:
+        error = checks.CheckError("step: failed")
+        error.__cause__ = err
+    text = "\n".join(error._render_traceback_())
+    assert "It started as RuntimeError: deep in the library" in text, text
+    assert 'namespace["deep"]()  # the student\'s line' in text, text
+    assert "(in deep)" not in text, text
+
+
+def _explained_forward():
+    with checks.explain_errors("forward"):
+        torch.ones(2, 3) @ torch.ones(2, 3)
+
+
+@pytest.mark.parametrize("fail", [
+    lambda: checks.check_close("y", [1.0, 2.0], [1.0, 3.0]),  # core (and diagnosis)
+    lambda: checks.gradient_check("g", lambda: 0.0, np.ones(2), np.ones(2)),  # core
+    lambda: checks.check_tensor("t", torch.ones(2), dtype=torch.int64),  # tensors
+    lambda: checks.check_forward_shape("net", torch.nn.Linear(3, 2), torch.ones(1, 4), (1, 2)),  # modules
+    _explained_forward,  # errors
+], ids=["core", "gradients", "tensors", "modules", "errors"])
+def test_real_failures_show_only_the_callers_frames(fail):
+    """Does a real failure of each module of the checks show this file's frames and none of the package's?"""
+    with pytest.raises(checks.CheckError) as info:
+        fail()
+    here = str(Path(__file__).resolve())
+    for tb in (info.value.__traceback__, getattr(info.value.__cause__, "__traceback__", None)):
+        files = _frames(tb)
+        assert len(core._own_frames(tb)) == files.count(here), files
+    assert any(f.startswith(str(PACKAGE)) for f in _frames(info.value.__traceback__)), "a frame of the package"
+    assert info.value._render_traceback_()[0].startswith("\x1b[1;31mCheckError")
+
