@@ -17,7 +17,7 @@ import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from course_utils.grading import solution_code  # noqa: E402
+from course_utils.grader.sample import solution_code  # noqa: E402
 from course_utils.release import assignments, project_root  # noqa: E402
 from tests.grading.conftest import load_alternatives, load_mistakes  # noqa: E402
 

@@ -1,20 +1,30 @@
-"""Plain sequential ``nbgrader autograde`` vs ``course grade --workers N`` on the same K submissions.
+"""Throughput of ``course grade`` (a Dask LocalCluster) against workers, against plain nbgrader, and a projection.
 
-Usage: ``python benchmarks/grade_speed.py [-k 8] [--workers 2] [--assignment 01_numpy_backprop] [--dask]``
+Usage::
 
-Builds one course with K submissions of an assignment (the reference solution
-and its typical mistakes, in turn), copies it twice and grades one copy with
-``nbgrader autograde <assignment> --create --force`` (one process, one kernel
-after another) and the other with ``course grade --workers N --force``. Both
-are timed as commands, start-up included, with the same environment (one
-BLAS thread per kernel, fast mode; locked kernels and the judge for course grade).
-Prints both wall times, the ratio, the judge's and kernel start's share, and the
-per-submission overhead over the notebook's own run time: the time its cells
-take in an interpreter that has already imported everything, i.e. what is left
-once kernel start, imports and grading machinery are taken away. Also checks
-that both graders gave the same scores. ``--dask`` also grades a third copy with
-``course grade --scheduler local`` (a Dask LocalCluster of N worker processes) and
-prints its wall time against the built-in pool's.
+    python benchmarks/grade_speed.py [-k 8] [--workers 1 2] [--assignment 01_numpy_backprop]
+                                     [--compare-tree PATH] [--skip-baseline] [--estimate [--full]]
+
+Builds one course with K submissions of an assignment (the reference solution and its
+typical mistakes, in turn) and grades copies of it:
+
+* with ``course grade --workers N --force`` for each N of ``--workers`` (a LocalCluster of N
+  one-threaded workers): wall time, submissions per minute, worker-seconds per submission,
+  and the overhead over the notebook's own run time (its cells in an interpreter that has
+  already imported everything: what is left once kernel start, imports and grading
+  machinery are taken away), with the locked kernel's start and the judge's share;
+* with ``--compare-tree PATH``: the same command run from another checkout of this
+  repository (a ``git worktree`` of an older commit, e.g. the last one with the built-in
+  process pool, ``fbfb1ce``), with the largest N, and the ratio of the two wall times in one run;
+* unless ``--skip-baseline``: ``nbgrader autograde <assignment> --create --force`` (one
+  process, one kernel after another), and the speed-up.
+
+All are timed as commands, start-up included, with the same environment (one BLAS thread
+per kernel, fast mode unless ``--full``), and must give the same scores.
+
+``--estimate`` also grades the reference solution of every assignment in one run and
+projects, from those measured per-submission worker-seconds, the wall time of a term's
+grading (1,000 students x 11 notebooks) on N nodes of C cores (one worker per core).
 """
 
 from __future__ import annotations
@@ -32,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from course_utils import grading  # noqa: E402
+from course_utils.grader import sample  # noqa: E402
 
 OWN_TIME = '''
 import json, os, sys, time
@@ -56,7 +66,7 @@ print(json.dumps({"own_s": best}))
 
 
 def build(course: Path, assignment: str, k: int) -> None:
-    grading.prepare_course(course, [assignment])
+    sample.prepare_course(course, [assignment])
     mistakes_path = ROOT / "solutions" / assignment / "mistakes.py"
     namespace: dict = {}
     if mistakes_path.exists():
@@ -68,8 +78,8 @@ def build(course: Path, assignment: str, k: int) -> None:
         release_nb = nbformat.read(release_path, as_version=4)
         solution_nb = nbformat.read(course / "source" / assignment / release_path.name, as_version=4)
         for i in range(k):
-            nb = grading.build_submission(release_nb, solution_nb, variants[i % len(variants)])
-            grading.write_submission(course, f"student{i:03d}", assignment, nb, release_path.stem)
+            nb = sample.build_submission(release_nb, solution_nb, variants[i % len(variants)])
+            sample.write_submission(course, f"student{i:03d}", assignment, nb, release_path.stem)
 
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
@@ -88,25 +98,67 @@ def scores(course: Path, assignment: str) -> dict[str, float]:
         return {s.student.id: float(s.score) for s in gb.find_assignment(assignment).submissions}
 
 
+def grade_command(course: Path, assignment: str | None, workers: int) -> list[str]:
+    cmd = [sys.executable, "-m", "course_utils", "grade", str(course), "--workers", str(workers), "--force",
+           "--no-progress", "--no-feedback"]
+    return cmd + (["-a", assignment] if assignment else [])
+
+
+def per_submission(course: Path) -> dict[str, dict[str, float]]:
+    """status.json's worker-seconds and timings per submission (``student/assignment``)."""
+    status = json.loads((course / "autograded" / ".course_grade" / "status.json").read_text())
+    return {key: {"seconds": v.get("seconds", 0.0), **v.get("timings", {})} for key, v in status.items()}
+
+
+def estimate(env: dict[str, str], work: Path, full: bool) -> None:
+    """Grade every assignment's reference solution once; project a term of 1,000 x 11 submissions."""
+    from course_utils.release import assignments
+
+    names = assignments()
+    course = work / "all"
+    sample.prepare_course(course, names)
+    import nbformat
+
+    for name in names:
+        for release_path in sorted((course / "release" / name).glob("*.ipynb")):
+            release_nb = nbformat.read(release_path, as_version=4)
+            solution_nb = nbformat.read(course / "source" / name / release_path.name, as_version=4)
+            sample.write_submission(course, "reference", name, sample.build_submission(release_nb, solution_nb, {}),
+                                     release_path.stem)
+    cores = len(os.sched_getaffinity(0))
+    wall = timed(grade_command(course, None, cores), ROOT, env)
+    costs = {key.split("/")[1]: v["seconds"] for key, v in per_submission(course).items()}
+    mode = "full" if full else "fast (COURSE_FAST=1)"
+    print(f"\nper-submission cost, {mode} mode, reference solutions ({wall:.0f} s wall for all 11 on {cores} workers):")
+    for name in names:
+        print(f"  {name:24s} {costs.get(name, float('nan')):7.1f} worker-s")
+    term = 1000 * sum(costs.values())
+    print(f"a term, 1,000 students x {len(names)} notebooks: {term / 3600:,.1f} worker-hours "
+          "(one worker per core; wrong answers fail faster, so this is an upper estimate)")
+    for nodes, per_node in ((1, cores), (1, 32), (8, 32), (32, 32)):
+        hours = term / (nodes * per_node) / 3600
+        print(f"  {nodes:3d} node(s) x {per_node:2d} cores: {hours:7.2f} h wall")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-k", type=int, default=8, help="number of submissions")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="LocalCluster sizes to time")
     parser.add_argument("--assignment", default="01_numpy_backprop")
     parser.add_argument("--threads", default="1", help="OMP_NUM_THREADS for every kernel")
-    parser.add_argument("--skip-baseline", action="store_true")
-    parser.add_argument("--dask", action="store_true", help="also grade on a Dask LocalCluster")
+    parser.add_argument("--skip-baseline", action="store_true", help="skip sequential nbgrader autograde")
+    parser.add_argument("--compare-tree", type=Path, help="another checkout to time with the largest --workers")
+    parser.add_argument("--estimate", action="store_true", help="project a term's grading (1,000 x 11)")
+    parser.add_argument("--full", action="store_true", help="the notebooks' full mode (as grades are made)")
     args = parser.parse_args()
 
-    env = dict(os.environ, COURSE_FAST="1", MPLBACKEND="Agg", OMP_NUM_THREADS=args.threads,
+    env = dict(os.environ, COURSE_FAST="0" if args.full else "1", MPLBACKEND="Agg", OMP_NUM_THREADS=args.threads,
                MKL_NUM_THREADS=args.threads, OPENBLAS_NUM_THREADS=args.threads)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     work = Path(tempfile.mkdtemp(prefix="grade-speed-"))
     try:
         base = work / "base"
         build(base, args.assignment, args.k)
-        ours = work / "ours"
-        shutil.copytree(base, ours)
         load = os.getloadavg()[0]
         print(f"{args.k} submissions of {args.assignment}; {os.cpu_count()} cores; "
               f"load average {load:.1f} at start; OMP_NUM_THREADS={args.threads}")
@@ -117,41 +169,48 @@ def main() -> int:
         own_s = own["own_s"]
         print(f"notebook's own run time (cells only, imports done): {own_s:6.2f} s")
 
-        t_ours = timed([sys.executable, "-m", "course_utils", "grade", str(ours), "-a", args.assignment,
-                        "--workers", str(args.workers), "--force", "--no-progress", "--no-feedback"],
-                       ROOT, env)
-        status = json.loads((ours / "autograded" / ".course_grade" / "status.json").read_text())
-        worker_s = sum(v.get("seconds", 0.0) for v in status.values()) / args.k
-        judge_s = sum(v.get("timings", {}).get("judge", 0.0) for v in status.values()) / args.k
-        kernel_s = sum(v.get("timings", {}).get("kernel_start", 0.0) for v in status.values()) / args.k
-        print(f"course grade --workers {args.workers}:       {t_ours:6.1f} s wall, "
-              f"{t_ours / args.k:5.2f} s per submission; {worker_s:5.2f} worker-s per submission, "
-              f"overhead {worker_s - own_s:5.2f} s over the notebook's own time")
-        print(f"  of which: locked kernel start {kernel_s:5.2f} s, graded cells in the judge "
-              f"{judge_s:5.2f} s (the tests themselves included) per submission")
-        if args.dask:
-            on_dask = work / "dask"
-            shutil.copytree(base, on_dask)
-            t_dask = timed([sys.executable, "-m", "course_utils", "grade", str(on_dask), "-a", args.assignment,
-                            "--workers", str(args.workers), "--force", "--no-progress", "--no-feedback",
-                            "--scheduler", "local"], ROOT, env)
-            print(f"course grade --scheduler local:  {t_dask:6.1f} s wall, {args.k / t_dask * 60:5.1f} "
-                  f"submissions/min (pool: {args.k / t_ours * 60:5.1f}); Dask takes "
-                  f"{t_dask / t_ours:.2f}x the pool's time")
-            if scores(on_dask, args.assignment) != scores(ours, args.assignment):
-                print("Dask and the pool gave DIFFERENT scores")
+        walls: dict[int, float] = {}
+        reference: dict[str, float] | None = None
+        for n in args.workers:
+            ours = work / f"workers-{n}"
+            shutil.copytree(base, ours)
+            walls[n] = timed(grade_command(ours, args.assignment, n), ROOT, env)
+            costs = per_submission(ours).values()
+            worker_s = sum(c["seconds"] for c in costs) / args.k
+            judge_s = sum(c.get("judge", 0.0) for c in costs) / args.k
+            kernel_s = sum(c.get("kernel_start", 0.0) for c in costs) / args.k
+            print(f"course grade --workers {n}: {walls[n]:6.1f} s wall, {args.k / walls[n] * 60:5.1f} submissions/min; "
+                  f"{worker_s:5.2f} worker-s per submission, overhead {worker_s - own_s:5.2f} s over the notebook's "
+                  f"own time (locked kernel start {kernel_s:4.2f} s, graded cells in the judge {judge_s:4.2f} s)")
+            found = scores(ours, args.assignment)
+            if reference is not None and found != reference:
+                print(f"--workers {n} gave DIFFERENT scores")
                 return 1
-        if args.skip_baseline:
-            return 0
-        t_base = timed([sys.executable, "-m", "nbgrader", "autograde", args.assignment, "--create",
-                        "--force", "--log-level=WARN"], base, env)
-        print(f"nbgrader autograde (sequential): {t_base:6.1f} s wall, "
-              f"{t_base / args.k:5.2f} s per submission, overhead {t_base / args.k - own_s:5.2f} s "
-              "over the notebook's own time")
-        print(f"speed-up: {t_base / t_ours:.2f}x (goal: at least 3x with 2 workers on 2 cores)")
-        same = scores(base, args.assignment) == scores(ours, args.assignment)
-        print(f"same scores from both: {'yes' if same else 'NO'}")
-        return 0 if same else 1
+            reference = found
+        largest = max(args.workers)
+        if args.compare_tree:
+            other = work / "other"
+            shutil.copytree(base, other)
+            other_env = dict(env, PYTHONPATH=str(args.compare_tree.resolve()))
+            t_other = timed(grade_command(other, args.assignment, largest), args.compare_tree, other_env)
+            print(f"{args.compare_tree} --workers {largest}: {t_other:6.1f} s wall; this tree takes "
+                  f"{walls[largest] / t_other:.2f}x its time")
+            if scores(other, args.assignment) != reference:
+                print("the other tree gave DIFFERENT scores")
+                return 1
+        if not args.skip_baseline:
+            t_base = timed([sys.executable, "-m", "nbgrader", "autograde", args.assignment, "--create",
+                            "--force", "--log-level=WARN"], base, env)
+            print(f"nbgrader autograde (sequential): {t_base:6.1f} s wall, "
+                  f"{t_base / args.k:5.2f} s per submission, overhead {t_base / args.k - own_s:5.2f} s "
+                  "over the notebook's own time")
+            print(f"speed-up with {largest} workers: {t_base / walls[largest]:.2f}x")
+            if scores(base, args.assignment) != reference:
+                print("nbgrader and course grade gave DIFFERENT scores")
+                return 1
+        if args.estimate:
+            estimate(env, work, args.full)
+        return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -9,7 +9,7 @@ Modules, one job each:
 * :mod:`course_utils.data` - finding, verifying and loading the data sets;
 * :mod:`course_utils.plots` - image grids for the notebooks;
 * :mod:`course_utils.release` - building solution notebooks and student releases;
-* :mod:`course_utils.grading` - autograding submissions with nbgrader;
+* :mod:`course_utils.grader` - ``course grade``: autograding submissions with nbgrader, contained, on Dask;
 * :mod:`course_utils.cli` - the ``course`` command.
 """
 

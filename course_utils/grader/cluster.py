@@ -34,7 +34,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["DaskPool", "finish_worker", "grade_task"]
+__all__ = ["DaskPool", "finish_worker", "grade_task", "start_fork_server"]
 
 _WORKERS: dict[str, Any] = {}  # in a Dask worker process: run id -> its grading state (a worker.Worker)
 
@@ -91,13 +91,29 @@ _LOCAL_CONFIG = {"distributed.worker.multiprocessing-method": "forkserver",
                  "distributed.scheduler.allowed-failures": 1}
 
 
+def start_fork_server(preload: Iterable[str] = ()) -> None:
+    """Start the fork server a ``LocalCluster``'s workers are forked from, importing ``preload``.
+
+    Its imports take seconds (nbgrader alone imports a Jupyter server); started at the top
+    of a run, they happen while the client plans it. Once per client process: later
+    clusters reuse the running server.
+    """
+    import dask
+    from distributed.utils import get_mp_context
+
+    with dask.config.set(_LOCAL_CONFIG):
+        ctx = get_mp_context()
+    ctx.set_forkserver_preload(list(dict.fromkeys([*_WORKER_MODULES, *preload])))
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+
+
 def _local_cluster(count: int, preload: Iterable[str]) -> Any:
     """A ``LocalCluster`` of ``count`` one-threaded worker processes with ``preload`` imported."""
     from distributed import LocalCluster
-    from distributed.utils import get_mp_context
 
-    # Read by the fork server when it starts (once per client process); later clusters reuse it.
-    get_mp_context().set_forkserver_preload(list(dict.fromkeys([*_WORKER_MODULES, *preload])))
+    start_fork_server(preload)
     # A forked worker has the fork server's environment: give it the client's, as spawn would.
     with warnings.catch_warnings():  # the scheduler's HTTP endpoint moves off a busy port 8787 by itself
         warnings.filterwarnings("ignore", message="Port .* is already in use")

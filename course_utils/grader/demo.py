@@ -26,12 +26,9 @@ from typing import Any
 
 import nbformat
 
-from course_utils.grader.runner import (
-    GradeOptions,
-    GradeReport,
-    SubmissionResult,
-    grade,
-)
+from course_utils.grader.config import GradeOptions
+from course_utils.grader.report import GradeReport, SubmissionResult
+from course_utils.grader.runner import grade
 from course_utils.release import normalise, project_root
 
 __all__ = [
@@ -619,7 +616,7 @@ def build_demo_course(dest: Path, assignments: Sequence[str] = DEMO_ASSIGNMENTS,
         from course_utils.grader import sandbox
 
         locked = not sandbox.probe(sandbox.SandboxSpec(memory_mb=memory_mb))
-    from course_utils.grading import build_submission, prepare_course
+    from course_utils.grader.sample import build_submission, prepare_course
 
     prepare_course(dest, assignments, root=root, timeout=timeout,
                    settings=DEMO_SETTINGS.format(timeout=timeout, memory_mb=memory_mb, kill_grace=kill_grace))

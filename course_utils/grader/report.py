@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["STATUS_ORDER", "SubmissionResult", "format_table", "write_csv"]
+__all__ = ["STATUS_ORDER", "GradeReport", "SubmissionResult", "format_table", "write_csv"]
 
 # Status codes, in the order they are listed in the CSV's status column.
 STATUS_ORDER = (
@@ -39,6 +39,22 @@ class SubmissionResult:
         """``ok`` or the status codes joined by ``+`` in :data:`STATUS_ORDER`."""
         codes = [c for c in STATUS_ORDER if c in self.codes]
         return "+".join(codes) if codes else "ok"
+
+
+@dataclass
+class GradeReport:
+    """What a ``course grade`` run did: its rows, where it wrote them, how it ran."""
+
+    results: list[SubmissionResult]
+    csv_path: Path
+    course_dir: Path
+    wall_s: float
+    workers: int
+    sandbox: list[str]
+    warnings: list[str] = field(default_factory=list)
+    protections: str = "all"  # "all", or "off: " and the protections this host could not apply
+    mode: str = "full"  # "full" (the notebooks' own settings) or "fast" (COURSE_FAST=1: for tests)
+    run_id: str = ""  # in every kernel's environment (COURSE_GRADE_RUN) and cgroup name
 
 
 def _fmt(value: float) -> str:

@@ -25,7 +25,8 @@ from course_utils.grader import cells as roles
 from course_utils.grader.sandbox import SandboxSpec
 
 if TYPE_CHECKING:
-    from course_utils.grader.runner import _Assignment, _Course
+    from course_utils.grader.assignment import AssignmentInfo
+    from course_utils.grader.course import Course
 
 __all__ = ["Worker", "WorkerSettings", "quiet_logs"]
 
@@ -73,8 +74,8 @@ class quiet_logs:  # noqa: N801 - used as a context manager
 
 @dataclass
 class WorkerSettings:
-    course: _Course
-    assignments: dict[str, _Assignment]
+    course: Course
+    assignments: dict[str, AssignmentInfo]
     workdir: Path
     sandbox: SandboxSpec
     kernel_env: dict[str, str]
@@ -161,7 +162,7 @@ class Worker:
         if not os.environ.get("COURSE_GRADE_KEEP"):  # keep logs for debugging the grader
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def _config(self, info: _Assignment) -> Config:
+    def _config(self, info: AssignmentInfo) -> Config:
         from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
         from nbgrader.preprocessors import (
             AssignLatePenalties,
@@ -265,7 +266,7 @@ class Worker:
         result["timings"] = {k: round(v, 2) for k, v in timings.items()}
         return result
 
-    def _view(self, info: _Assignment) -> Any:
+    def _view(self, info: AssignmentInfo) -> Any:
         """The data view of ``info``'s kernels, built on first use."""
         from course_utils.grader import dataview
 

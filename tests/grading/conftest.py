@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import nbformat
 import pytest
 
-from course_utils import grading
+from course_utils.grader import sample
 from course_utils.release import project_root
 
 Scores = dict[str, dict[str, float]]
@@ -101,8 +101,8 @@ def _write_submissions(course: Path, assignment: str) -> list[str]:
         release_nb = nbformat.read(nb_path, as_version=4)
         solution_nb = nbformat.read(course / "source" / assignment / nb_path.name, as_version=4)
         for student, replace in students.items():
-            nb = release_nb if replace is None else grading.build_submission(release_nb, solution_nb, replace)
-            grading.write_submission(course, student, assignment, nb, nb_path.stem)
+            nb = release_nb if replace is None else sample.build_submission(release_nb, solution_nb, replace)
+            sample.write_submission(course, student, assignment, nb, nb_path.stem)
     return list(students)
 
 
@@ -160,9 +160,9 @@ def grade_round_trips(course_dir: Path, assignments: list[str]) -> dict[str, Rou
     for name in assignments:
         if name in _WARM_UP:
             _WARM_UP[name]()
-    course = grading.prepare_course(course_dir, assignments)
+    course = sample.prepare_course(course_dir, assignments)
     students = {name: _write_submissions(course, name) for name in assignments}
-    rows = grading.grade(course, assignments, feedback=False)
+    rows = sample.grade(course, assignments, feedback=False)
     found: dict[str, RoundTrip | Exception] = {}
     for name in assignments:
         try:

@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils.grader import demo, runner, sandbox
+from course_utils.grader import GradeOptions, demo, grade, sandbox
 from course_utils.release import project_root
 
 from .conftest import cell_text, load_mistakes
@@ -270,11 +270,10 @@ def test_rerun_skips_and_force_regrades_identically(graded):
     """A re-run skips what is graded; re-grading with --force gives the same table."""
     course, report = graded[:2]
     first = _rows(report)
-    again = runner.grade(runner.GradeOptions(course_dir=course, workers=2, progress=False,
-                                             students=REGRADE, feedback=False))
+    again = grade(GradeOptions(course_dir=course, workers=2, progress=False, students=REGRADE, feedback=False))
     assert all(r.skipped for r in again.results)
-    forced = runner.grade(runner.GradeOptions(course_dir=course, workers=2, progress=False,
-                                              students=REGRADE, feedback=False, force=True))
+    forced = grade(GradeOptions(course_dir=course, workers=2, progress=False, students=REGRADE, feedback=False,
+                                force=True))
     assert not any(r.skipped for r in forced.results)
     for row in forced.results:
         assert (row.scores, row.status) == (first[row.student].scores, first[row.student].status)

@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_utils import grading
+from course_utils.grader import sample
 from course_utils.release import project_root
 
 pytestmark = pytest.mark.slow
@@ -33,7 +33,7 @@ A = "01_numpy_backprop"
 def _dask(*args: str, log: Path) -> subprocess.Popen:
     """A ``dask`` command (scheduler or worker) of this interpreter, its output in ``log``."""
     return subprocess.Popen([str(Path(sys.executable).parent / "dask"), *args], stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT, env=grading.tool_env(), start_new_session=True)
+                            stderr=subprocess.STDOUT, env=sample.tool_env(), start_new_session=True)
 
 
 def _wait_for(condition, timeout: float, what: str):
@@ -85,7 +85,7 @@ def test_demo_on_a_scheduler_and_two_workers_survives_a_killed_worker(tmp_path):
         grade = subprocess.Popen(
             [sys.executable, "-m", "course_utils", "grade", "--demo", "--demo-dir", str(demo_dir),
              "--scheduler", address, "--no-progress"],
-            cwd=project_root(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=grading.tool_env())
+            cwd=project_root(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=sample.tool_env())
         status = demo_dir / "autograded" / ".course_grade" / "status.json"
 
         def graded() -> int:
@@ -120,7 +120,7 @@ def test_a_local_cluster_worker_killed_mid_task_costs_nothing(tmp_path):
     """A LocalCluster (the default) worker SIGKILLed mid-submission: is every submission graded once, exactly?"""
     import threading
 
-    course = grading.prepare_course(tmp_path / "course", [A])
+    course = sample.prepare_course(tmp_path / "course", [A])
     release = nbformat.read(course / "release" / A / f"{A}.ipynb", as_version=4)
     solution = nbformat.read(course / "source" / A / f"{A}.ipynb", as_version=4)
     namespace: dict = {}
@@ -128,7 +128,7 @@ def test_a_local_cluster_worker_killed_mid_task_costs_nothing(tmp_path):
     mistakes = dict(list(namespace["MISTAKES"].items())[:3])
     variants = {"correct": {}, "correct-too": {}, **{k: m["replace"] for k, m in mistakes.items()}}
     for student, replace in variants.items():
-        grading.write_submission(course, student, A, grading.build_submission(release, solution, replace))
+        sample.write_submission(course, student, A, sample.build_submission(release, solution, replace))
     status = course / "autograded" / ".course_grade" / "status.json"
     killed: list[int] = []
 
@@ -141,7 +141,7 @@ def test_a_local_cluster_worker_killed_mid_task_costs_nothing(tmp_path):
 
     killer = threading.Thread(target=kill_one_worker_mid_run, daemon=True)
     killer.start()
-    rows = grading.grade(course, [A], workers=2, feedback=False)
+    rows = sample.grade(course, [A], workers=2, feedback=False)
     killer.join(timeout=5)
     assert killed, "no worker was killed: the test did not test anything"
     assert sorted(r.student for r in rows) == sorted(variants), "every submission once"
@@ -154,17 +154,17 @@ def test_a_local_cluster_worker_killed_mid_task_costs_nothing(tmp_path):
 
 def test_a_run_stopped_midway_picks_up_where_it_stopped(tmp_path):
     """After the client (and its LocalCluster) is killed mid-run, does a re-run grade only what is left, exactly?"""
-    course = grading.prepare_course(tmp_path / "course", [A])
+    course = sample.prepare_course(tmp_path / "course", [A])
     release = nbformat.read(course / "release" / A / f"{A}.ipynb", as_version=4)
     solution = nbformat.read(course / "source" / A / f"{A}.ipynb", as_version=4)
     students = [f"student{i}" for i in range(5)]
     for student in students:
-        grading.write_submission(course, student, A, grading.build_submission(release, solution, {}))
+        sample.write_submission(course, student, A, sample.build_submission(release, solution, {}))
     status = course / "autograded" / ".course_grade" / "status.json"
     first = subprocess.Popen(
         [sys.executable, "-m", "course_utils", "grade", str(course), "--workers", "1", "--scheduler", "local",
          "--no-progress", "--no-feedback"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=grading.tool_env(), start_new_session=True)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=sample.tool_env(), start_new_session=True)
     try:
         _wait_for(lambda: status.exists() and sum("seconds" in v for v in json.loads(status.read_text()).values()) >= 2,
                   300, "two merged results")
@@ -173,6 +173,6 @@ def test_a_run_stopped_midway_picks_up_where_it_stopped(tmp_path):
         first.wait()
     merged = {k for k, v in json.loads(status.read_text()).items() if "seconds" in v}
     assert 2 <= len(merged) < len(students), "killed mid-run"
-    rows = grading.grade(course, [A], workers=2, force=False, feedback=False)
+    rows = sample.grade(course, [A], workers=2, force=False, feedback=False)
     assert {r.student for r in rows if r.skipped} == {k.split("/")[0] for k in merged}
     assert all(sum(r.scores.values()) == sum(r.max_scores.values()) for r in rows), "every one graded, exactly"

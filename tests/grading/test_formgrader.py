@@ -15,7 +15,7 @@ import nbformat
 import pytest
 
 from course_utils import workspace
-from course_utils.grading import solution_code
+from course_utils.grader.sample import solution_code
 from tests.jupyter_server import ROOT, course_copy, jupyter_server
 
 pytestmark = pytest.mark.slow

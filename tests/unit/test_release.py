@@ -61,7 +61,7 @@ def test_student_notebooks_hold_no_solutions_or_hidden_tests():
 
 def test_mistake_tables_name_real_cells():
     """Does every mistakes.py entry replace real solution cells and name real graded cells?"""
-    from course_utils.grading import solution_code
+    from course_utils.grader.sample import solution_code
     from tests.grading.conftest import load_alternatives, load_mistakes
 
     for name in ASSIGNMENTS:

@@ -1,16 +1,16 @@
-"""Autograde notebooks with real nbgrader, and build simulated submissions.
+"""Sample courses: a course directory built from the repository's solutions, and simulated submissions.
 
-This module wraps nbgrader's own commands; it does not re-implement them:
+The one sample-course builder that the demo (:mod:`course_utils.grader.demo`), the
+grading tests and the benchmarks share:
 
-* :func:`prepare_course` lays out a course directory (``source/``, ``release/``)
-  from the repo's ``solutions/`` and registers the assignments in a gradebook;
-* :func:`build_submission` fills a student notebook with the reference
-  solution, optionally replacing some solution cells with other code (a
-  typical mistake), the way a student would submit it;
-* :func:`grade` grades a course directory with ``course grade`` (parallel,
-  contained: :mod:`course_utils.grader`) and returns its score rows;
-* :func:`autograde` runs plain, sequential ``nbgrader autograde`` (the
-  benchmark's baseline) and :func:`cell_scores` reads scores back from the gradebook.
+* :func:`prepare_course` lays out a course directory (``source/``, ``release/``,
+  a config repeating the course's own grading choices) from ``solutions/`` and
+  generates its assignments into a gradebook;
+* :func:`build_submission` fills a student notebook with the reference solution,
+  optionally replacing some solution cells with other code (a typical mistake, a
+  correct alternative), the way a student would submit it; :func:`write_submission`
+  puts it where nbgrader expects it;
+* :func:`grade` grades the course with ``course grade`` and returns its rows.
 """
 
 from __future__ import annotations
@@ -18,25 +18,18 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import nbformat
 
+from course_utils.grader.config import GradeOptions, course_choices
+from course_utils.grader.gradebook import generate
+from course_utils.grader.report import SubmissionResult
 from course_utils.release import normalise, project_root
 
-__all__ = [
-    "autograde",
-    "build_submission",
-    "cell_scores",
-    "grade",
-    "max_scores",
-    "prepare_course",
-    "solution_code",
-    "write_submission",
-]
+__all__ = ["build_submission", "grade", "prepare_course", "solution_code", "tool_env", "write_submission"]
 
 _SOLUTION_MARKER = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$")
 
@@ -94,8 +87,6 @@ def prepare_course(
     in-process (no interpreter start per assignment) and writes the student versions
     to ``release/``.
     """
-    from course_utils.grader.runner import course_choices, generate
-
     root = root or project_root()
     course_dir.mkdir(parents=True, exist_ok=True)
     config = COURSE_CONFIG.format(timeout=timeout, choices=course_choices(root), settings=settings)
@@ -109,18 +100,17 @@ def prepare_course(
     return course_dir
 
 
-def grade(course_dir: Path, assignments: list[str] | None = None, **options: object) -> list:
-    """Grade every submission of ``course_dir`` with ``course grade``; return its rows.
+def grade(course_dir: Path, assignments: list[str] | None = None, **options: object) -> list[SubmissionResult]:
+    """Grade every submission of ``course_dir`` with ``course grade`` (forced, quiet); return its rows.
 
-    ``options`` are :class:`course_utils.grader.GradeOptions` fields (``workers``,
-    ``feedback``, ``force``, ...). Each row (:class:`course_utils.grader.SubmissionResult`)
-    has ``student``, ``assignment``, ``scores``, ``max_scores``, ``status``, ``details``.
+    ``options`` are :class:`~course_utils.grader.config.GradeOptions` fields (``workers``,
+    ``feedback``, ``force``, ``scheduler``, ...). Each row has ``student``, ``assignment``,
+    ``scores``, ``max_scores``, ``status``, ``details``.
     """
-    from course_utils.grader import runner
+    from course_utils.grader.runner import grade as run
 
     settings = {"progress": False, "force": True, **options}
-    report = runner.grade(runner.GradeOptions(course_dir=course_dir, assignments=assignments,
-                                              **settings))  # type: ignore[arg-type]
+    report = run(GradeOptions(course_dir=course_dir, assignments=assignments, **settings))  # type: ignore[arg-type]
     return report.results
 
 
@@ -144,40 +134,3 @@ def tool_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
-
-
-def _nbgrader(course_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "nbgrader", *args, "--log-level=WARN"]
-    result = subprocess.run(cmd, cwd=course_dir, capture_output=True, text=True, env=tool_env())
-    if result.returncode != 0:
-        raise RuntimeError(f"`nbgrader {' '.join(args)}` failed in {course_dir}:\n{result.stderr[-4000:]}")
-    return result
-
-
-def autograde(course_dir: Path, assignment: str, student: str | None = None) -> None:
-    """Run ``nbgrader autograde`` on the submissions of ``assignment``."""
-    args = ["autograde", assignment, "--create", "--force"]
-    if student:
-        args.append(f"--student={student}")
-    _nbgrader(course_dir, *args)
-
-
-def cell_scores(course_dir: Path, assignment: str, student: str) -> dict[str, float]:
-    """Autograded score of every graded cell (grade_id -> points) of one submission."""
-    from nbgrader.api import Gradebook
-
-    with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}") as gb:
-        submission = gb.find_submission(assignment, student)
-        return {grade.name: float(grade.score) for nb in submission.notebooks for grade in nb.grades}
-
-
-def max_scores(course_dir: Path, assignment: str) -> dict[str, float]:
-    """Points available per graded cell of ``assignment``."""
-    from nbgrader.api import Gradebook
-
-    with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}") as gb:
-        return {
-            cell.name: float(cell.max_score)
-            for nb in gb.find_assignment(assignment).notebooks
-            for cell in nb.grade_cells
-        }
