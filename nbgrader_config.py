@@ -48,6 +48,10 @@ c.Execute.timeout = 600
 # whose tests are not yet written for the judge lists those assignments here; they then run
 # in the kernel, under the guard:
 c.CourseGrade.in_kernel_tests = []
+# The course's modules the tests rely on: in a student's kernel the grader restores them before
+# and verifies them after any graded cell that runs there, and its static scan flags code that
+# patches them (`course_utils.checks.*`: that package with every module in it).
+c.CourseGrade.protected_modules = ["course_utils", "course_utils.runtime", "course_utils.checks.*"]
 # Data the students' kernels may not read while an assignment is graded: notebook 09's
 # target is scored by the judge on the CIFAR-10 test set, which the kernel then never sees.
 c.CourseGrade.withheld = {"09_cifar10": ["cifar10:test_batch"]}

@@ -19,6 +19,7 @@ from course_utils.grader import cells as roles
 from course_utils.grader import integrity
 from course_utils.grader.config import CourseGrade, GradeOptions
 from course_utils.grader.course import Course
+from course_utils.grader.guard import Protection
 
 __all__ = ["AssignmentInfo", "assignment_info", "inspect", "submission_mtime"]
 
@@ -87,13 +88,13 @@ def assignment_info(course: Course, name: str, limits: CourseGrade, options: Gra
                        submission_timeout=int(override.get("submission_timeout", limits.submission_timeout)))
 
 
-def inspect(folder: Path, info: AssignmentInfo) -> integrity.Inspection:
+def inspect(folder: Path, info: AssignmentInfo, protection: Protection | None = None) -> integrity.Inspection:
     """Files, locked cells and a static scan of one submission, before anything runs."""
     found = integrity.inspect_submission(folder, info.notebooks)
     protected = {b[0]: b[1] for b in info.bindings}
     for nb_name in found.graded:
         nb = nbformat.read(folder / f"{nb_name}.ipynb", as_version=4)
-        flags = integrity.scan_notebook(nb, protected)
+        flags = integrity.scan_notebook(nb, protected, protection)
         if flags:
             found.add("suspicious", f"{nb_name}: review " + "; ".join(flags))
     return found

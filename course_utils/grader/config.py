@@ -24,8 +24,10 @@ from typing import Any
 from traitlets import Bool, Dict, Float, Integer, List, Unicode
 from traitlets.config import Config, Configurable, PyFileConfigLoader
 
-__all__ = ["CourseGrade", "GradeOptions", "add_flags", "course_choices", "fast_mode", "load_config",
-           "options_from_args", "setting"]
+from course_utils.grader.guard import Protection
+
+__all__ = ["CourseGrade", "GradeOptions", "add_flags", "course_choices", "course_protection", "fast_mode",
+           "load_config", "options_from_args", "setting"]
 
 
 class CourseGrade(Configurable):  # type: ignore[misc]
@@ -49,6 +51,12 @@ class CourseGrade(Configurable):  # type: ignore[misc]
     scheduler = Unicode("", help=(
         "The Dask cluster to grade on: a scheduler address (tcp://host:8786); "
         "empty or 'local': a LocalCluster sized to the machine.")).tag(config=True)
+    protected_packages = List(Unicode(), ["numpy", "torch"], help=(
+        "Libraries the tests rely on: in the kernel, every loaded module of them is restored before "
+        "and verified after each graded cell run there (public names).")).tag(config=True)
+    protected_modules = List(Unicode(), [], help=(
+        "The course's own modules the tests rely on, restored and verified in full (private names "
+        "too); 'package.*' is a package with every module in it, by prefix.")).tag(config=True)
     withheld = Dict({}, help=(
         "assignment -> data files its students' kernels may not read while it is graded, as "
         "'dataset:file' (e.g. {'09_cifar10': ['cifar10:test_batch']}); the judge reads them.")).tag(config=True)
@@ -140,6 +148,11 @@ def fast_mode(options: GradeOptions) -> bool:
     return os.environ.get("COURSE_FAST", "0").strip().lower() in ("1", "true", "yes", "on")
 
 
+def course_protection(limits: CourseGrade) -> Protection:
+    """The guard's and the static scan's :class:`~course_utils.grader.guard.Protection` for this course."""
+    return Protection.from_lists(limits.protected_packages, limits.protected_modules)
+
+
 def load_config(root: Path) -> Config:
     """The course's ``nbgrader_config.py`` (an empty config when it has none)."""
     cfg = Config()
@@ -151,14 +164,15 @@ def load_config(root: Path) -> Config:
 
 
 # The course's grading choices that a copy of it (the tests' and the demo's) must keep.
-_COURSE_CHOICES = ("in_kernel_tests", "withheld")
+_COURSE_CHOICES = ("in_kernel_tests", "withheld", "protected_packages", "protected_modules")
 
 
 def course_choices(root: Path) -> str:
     """Config lines repeating the course's choices that a copy of it keeps.
 
     Its ``CourseDirectory.ignore`` (files never released) and its ``CourseGrade`` choices
-    (judge coverage, withheld data): the demo's and the tests' courses read them from here.
+    (judge coverage, withheld data, protected modules): the demo's and the tests' courses read
+    them from here.
     """
     config = load_config(root)
     lines = [f"c.CourseDirectory.ignore = {list(config.CourseDirectory.ignore)!r}\n"] \

@@ -3,10 +3,11 @@
 Runs inside the kernel. :func:`take_snapshot` records, before any student code
 runs, the state the tests rely on:
 
-* every attribute of the protected modules (``numpy`` and its submodules,
-  ``torch`` and its submodules, ``course_utils``, ``course_utils.runtime``, and
-  ``course_utils.checks`` with every module of that package: ``core``,
-  ``diagnosis``, ``errors``, ...) and the ``sys.modules`` entries naming them;
+* every attribute of the protected modules (:class:`Protection`: ``numpy`` and
+  ``torch`` with their submodules, and the modules the course names in its
+  ``c.CourseGrade.protected_modules``; this course's are ``course_utils``,
+  ``course_utils.runtime`` and ``course_utils.checks`` with every module of that
+  package) and the ``sys.modules`` entries naming them;
 * what the dicts, lists and sets of the course's modules hold (the checks' tables,
   ``KNOWN_ERRORS`` among them, can be changed without rebinding a name);
 * the code, defaults and keyword defaults of every Python function in them,
@@ -54,25 +55,15 @@ from itertools import islice
 from typing import Any
 
 __all__ = [
-    "PROTECTED_COURSE_PACKAGES",
-    "PROTECTED_MODULES",
-    "PROTECTED_PACKAGES",
     "Guard",
+    "Protection",
     "Snapshot",
-    "course_package_modules",
     "install",
     "take_snapshot",
 ]
 
 MSG_TYPE = "course_guard_request"
 REPLY_TYPE = "course_guard_reply"
-# Packages whose every loaded module is protected (their public names), single modules of the
-# course protected on their own, and packages of the course protected with every module in them
-# (by prefix: a module added to the package is protected without being listed here). The
-# course's modules are compared in full, private names included.
-PROTECTED_PACKAGES = ("numpy", "torch")
-PROTECTED_MODULES = ("course_utils", "course_utils.runtime")
-PROTECTED_COURSE_PACKAGES = ("course_utils.checks",)
 _MISSING = object()
 _CODE = operator.attrgetter("__code__")
 _DEFAULTS = operator.attrgetter("__defaults__")
@@ -86,49 +77,72 @@ _SHELL_LISTS = ("input_transformers_cleanup", "input_transformers_post", "ast_tr
 _MANAGER_LISTS = ("cleanup_transforms", "line_transforms", "token_transformers")
 
 
-def _in_course_package(name: str) -> bool:
-    """Whether module ``name`` is one of :data:`PROTECTED_COURSE_PACKAGES` or a module inside one."""
-    return any(name == package or name.startswith(package + ".") for package in PROTECTED_COURSE_PACKAGES)
+@dataclass(frozen=True)
+class Protection:
+    """Which modules the guard protects: the course's ``c.CourseGrade.protected_modules`` and libraries.
 
-
-def _is_course_module(name: str) -> bool:
-    """Whether ``name`` is a protected module of the course (compared in full, private names too)."""
-    return name in PROTECTED_MODULES or _in_course_package(name)
-
-
-def _is_protected(name: str) -> bool:
-    return _is_course_module(name) or name.split(".")[0] in PROTECTED_PACKAGES
-
-
-def course_package_modules() -> list[str]:
-    """Every module of :data:`PROTECTED_COURSE_PACKAGES`, each package before its modules.
-
-    Found on disk, not from ``sys.modules``, so that a module no other module has imported yet
-    is still preloaded and recorded. Importing the package's own modules is harmless (they are
-    the course's); a package that cannot be found is skipped.
+    * ``packages``: libraries whose every loaded module is protected, public names only
+      (numpy and torch keep private caches in their module globals);
+    * ``modules``: the course's modules, compared in full (private names too); a name
+      ending in ``.*`` is a package protected with every module in it, by prefix (a module
+      added to it later is protected without being listed).
     """
-    names: list[str] = []
-    for package in PROTECTED_COURSE_PACKAGES:
-        try:
-            spec = importlib.util.find_spec(package)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is None or spec.submodule_search_locations is None:
-            continue
-        names.append(package)
-        found = pkgutil.walk_packages(spec.submodule_search_locations, prefix=f"{package}.",
-                                      onerror=lambda _name: None)
-        names += sorted(info.name for info in found)
-    return names
+
+    packages: tuple[str, ...] = ("numpy", "torch")
+    modules: tuple[str, ...] = ()
+
+    @classmethod
+    def from_lists(cls, packages: Iterable[str], modules: Iterable[str]) -> Protection:
+        """From plain lists (the config's values, or the JSON the fork server is sent)."""
+        return cls(tuple(packages), tuple(modules))
+
+    @property
+    def course_packages(self) -> tuple[str, ...]:
+        """The packages protected with every module in them (the ``pkg.*`` entries)."""
+        return tuple(name[:-2] for name in self.modules if name.endswith(".*"))
+
+    def in_course_package(self, name: str) -> bool:
+        """Whether module ``name`` is a protected package of the course or a module inside one."""
+        return any(name == package or name.startswith(package + ".") for package in self.course_packages)
+
+    def is_course_module(self, name: str) -> bool:
+        """Whether ``name`` is a protected module of the course (compared in full, private names too)."""
+        return name in self.modules or self.in_course_package(name)
+
+    def is_protected(self, name: str) -> bool:
+        """Whether module ``name`` is protected at all."""
+        return self.is_course_module(name) or name.split(".")[0] in self.packages
+
+    def course_modules(self) -> list[str]:
+        """Every protected module of the course: the single ones, then each package before its modules.
+
+        A package's modules are found on disk, not in ``sys.modules``, so that one no other
+        module has imported yet is still preloaded and recorded. A module that cannot be
+        found is skipped.
+        """
+        names = [name for name in self.modules if not name.endswith(".*")]
+        for package in self.course_packages:
+            try:
+                spec = importlib.util.find_spec(package)
+            except (ImportError, ValueError):
+                spec = None
+            if spec is None:
+                continue
+            names.append(package)
+            if spec.submodule_search_locations is not None:
+                found = pkgutil.walk_packages(spec.submodule_search_locations, prefix=f"{package}.",
+                                              onerror=lambda _name: None)
+                names += sorted(info.name for info in found)
+        return list(dict.fromkeys(names))
 
 
-def _guarded_classes() -> list[type]:
+def _guarded_classes(protection: Protection) -> list[type]:
     classes: list[type] = []
     torch = sys.modules.get("torch")
     if torch is not None:
         classes += [torch.Tensor, torch.nn.Module, torch.nn.Parameter]
-    for name, module in list(sys.modules.items()):  # the classes each module of the checks defines
-        if isinstance(module, types.ModuleType) and _in_course_package(name):
+    for name, module in list(sys.modules.items()):  # the classes each module of a course package defines
+        if isinstance(module, types.ModuleType) and protection.in_course_package(name):
             classes += [v for v in vars(module).values() if isinstance(v, type) and v.__module__ == name]
     return classes
 
@@ -139,6 +153,7 @@ class Snapshot:
 
     modules: dict[str, tuple[types.ModuleType, dict[str, Any]]]
     all_modules: dict[str, types.ModuleType]
+    protection: Protection
     functions: list[tuple[types.FunctionType, Any, Any, Any]]
     classes: list[tuple[type, dict[str, Any]]]
     builtins: dict[str, Any]
@@ -157,12 +172,13 @@ def _contents(container: Any) -> Any:
     return list(container.items()) if type(container) is dict else list(container)
 
 
-def _course_containers(modules: dict[str, tuple[types.ModuleType, dict[str, Any]]]) -> list[tuple[str, Any, Any]]:
+def _course_containers(modules: dict[str, tuple[types.ModuleType, dict[str, Any]]],
+                       protection: Protection) -> list[tuple[str, Any, Any]]:
     """Every dict, list and set a course module holds (each once), with its contents."""
     seen: set[int] = set()
     found = []
     for name, (_, saved) in modules.items():
-        if not _is_course_module(name):
+        if not protection.is_course_module(name):
             continue
         for key, value in saved.items():
             if type(value) in _CONTAINERS and key not in _NOT_TABLES and id(value) not in seen:
@@ -193,23 +209,30 @@ def _functions_in(values: Iterable[Any]) -> Iterable[types.FunctionType]:
                 yield inner
 
 
-def take_snapshot(extra_modules: Sequence[str] = ()) -> Snapshot:
-    """Record the protected state; call after the preloads, before student code."""
-    package = sys.modules.get("course_utils")
-    for name in getattr(package, "__all__", ()):
-        getattr(package, name, None)  # resolve the package's lazy names (PEP 562) so they are recorded
-    for name in course_package_modules():  # every module of the checks, imported or not yet, is recorded
+def take_snapshot(extra_modules: Sequence[str] = (), protection: Protection | None = None) -> Snapshot:
+    """Record the protected state; call after the preloads, before student code.
+
+    ``protection`` says which modules (default: numpy and torch only; a course names its own
+    in ``c.CourseGrade.protected_modules``).
+    """
+    protection = protection or Protection()
+    for name in protection.course_modules():  # every module of a course package, imported or not yet
         with contextlib.suppress(Exception):  # one that cannot be imported cannot be used by a check either
             importlib.import_module(name)
+    for name in protection.modules:  # resolve a package's lazy names (PEP 562) so they are recorded
+        package = sys.modules.get(name)
+        for attr in getattr(package, "__all__", ()):
+            with contextlib.suppress(Exception):
+                getattr(package, attr, None)
     modules = {
         name: (mod, dict(vars(mod)))
         for name, mod in list(sys.modules.items())
-        if mod is not None and isinstance(mod, types.ModuleType) and _is_protected(name)
+        if mod is not None and isinstance(mod, types.ModuleType) and protection.is_protected(name)
     }
     extra = {name: dict(vars(sys.modules[name])) for name in extra_modules if name in sys.modules}
     seen: set[int] = set()
     functions = []
-    classes = [(cls, dict(vars(cls))) for cls in _guarded_classes()]
+    classes = [(cls, dict(vars(cls))) for cls in _guarded_classes(protection)]
     pools = [d.values() for _, d in modules.values()] + [d.values() for _, d in classes]
     for pool in pools:
         for fn in _functions_in(pool):
@@ -219,11 +242,12 @@ def take_snapshot(extra_modules: Sequence[str] = ()) -> Snapshot:
     return Snapshot(
         modules=modules,
         all_modules=dict(sys.modules),
+        protection=protection,
         functions=functions,
         classes=classes,
         builtins=dict(vars(builtins)),
         extra_dicts=extra,
-        containers=_course_containers(modules),
+        containers=_course_containers(modules, protection),
     )
 
 
@@ -309,7 +333,7 @@ class Guard:
                 continue
             # numpy and torch keep private caches and flags in module globals: only their
             # public names are compared. The course's own modules are compared in full.
-            public_only = not _is_course_module(name)
+            public_only = not self.snapshot.protection.is_course_module(name)
             for key, value in saved.items():
                 if public_only and key.startswith("_"):
                     continue

@@ -27,7 +27,7 @@ from pathlib import Path
 import nbformat
 from nbgrader import utils
 
-from course_utils.grader.guard import PROTECTED_COURSE_PACKAGES
+from course_utils.grader.guard import Protection
 
 __all__ = [
     "Binding",
@@ -41,14 +41,13 @@ __all__ = [
 
 Binding = tuple[str, str, "str | None"]
 
-# Names the tests rely on, and the package each must come from.
-_PROTECTED_ROOTS = {"np": "numpy", "numpy": "numpy", "torch": "torch", "checks": "course_utils",
-                    "course_utils": "course_utils", "builtins": "builtins", "sys": "sys",
+# Names the tests rely on, and the package each must come from; the course adds its own protected
+# modules (``c.CourseGrade.protected_modules``: their top-level names) and the setup cell's bindings.
+_PROTECTED_ROOTS = {"np": "numpy", "numpy": "numpy", "torch": "torch", "builtins": "builtins", "sys": "sys",
                     "nn": "torch", "F": "torch", "plt": "matplotlib"}
-_PROTECTED_NAMES = set(_PROTECTED_ROOTS) | {"__builtins__"}
-# A name an import binds to a module of the checks package (every module of it, by the guard's
-# prefix rule), or to anything in one, is watched like ``checks``: ``import course_utils.checks.core
-# as c`` then ``c.check_close = ...`` is flagged as ``checks.check_close = ...`` is.
+# A name an import binds to a protected module of the course, or to anything inside a protected
+# package of it (by the guard's prefix rule), is watched like ``checks``: ``import
+# course_utils.checks.core as c`` then ``c.check_close = ...`` is flagged as ``checks.check_close = ...`` is.
 _SUSPICIOUS_ATTRS = {
     "set_custom_exc": "installs a custom exception handler",
     "excepthook": "touches sys.excepthook",
@@ -217,47 +216,48 @@ def _targets(node: ast.AST) -> list[ast.AST]:
     return []
 
 
-def _in_checks_package(module: str) -> bool:
-    return any(module == package or module.startswith(package + ".") for package in PROTECTED_COURSE_PACKAGES)
-
-
-def _checks_aliases(tree: ast.AST) -> set[str]:
-    """Names the code's imports bind to a module of the checks package, or to something in one."""
+def _course_aliases(tree: ast.AST, protection: Protection) -> set[str]:
+    """Names the code's imports bind to a protected module of the course, or to something in a protected package."""
     aliases: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            aliases |= {alias.asname for alias in node.names if alias.asname and _in_checks_package(alias.name)}
+            aliases |= {alias.asname for alias in node.names
+                        if alias.asname and protection.is_course_module(alias.name)}
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             aliases |= {alias.asname or alias.name for alias in node.names if alias.name != "*" and (
-                _in_checks_package(node.module) or _in_checks_package(f"{node.module}.{alias.name}"))}
+                protection.in_course_package(node.module)
+                or protection.is_course_module(f"{node.module}.{alias.name}"))}
     return aliases
 
 
-def scan_source(source: str, protected: Mapping[str, str] | Iterable[str] = ()) -> list[str]:
+def scan_source(source: str, protected: Mapping[str, str] | Iterable[str] = (),
+                protection: Protection | None = None) -> list[str]:
     """Reasons this student code looks like tampering (empty for ordinary code).
 
     ``protected`` names the setup cell binds, optionally mapped to the package
-    each comes from (importing something else under that name is flagged).
+    each comes from (importing something else under that name is flagged);
+    ``protection`` the course's protected modules (default: none of the course's).
     """
     try:
-        return _scan(source, protected)
+        return _scan(source, protected, protection or Protection())
     except (RecursionError, MemoryError, ValueError, OverflowError):
         # Code nested too deep for Python's parser: it is reported, never fatal to the run.
         return ["code nested too deeply to be read (could not be scanned)"]
 
 
-def _scan(source: str, protected: Mapping[str, str] | Iterable[str]) -> list[str]:
+def _scan(source: str, protected: Mapping[str, str] | Iterable[str], protection: Protection) -> list[str]:
     roots = dict(_PROTECTED_ROOTS)
+    roots.update({top: top for top in (name.split(".")[0] for name in protection.modules)})
     if isinstance(protected, Mapping):
         roots.update({k: str(v).split(".")[0] for k, v in protected.items()})
-    names = _PROTECTED_NAMES | set(protected)
+    names = set(roots) | {"__builtins__"} | set(protected)
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return []
     found: list[str] = []
     top_level = set(map(id, tree.body))
-    watched = names | _checks_aliases(tree)  # whose attributes and items the code may not set
+    watched = names | _course_aliases(tree, protection)  # whose attributes and items the code may not set
     for node in ast.walk(tree):
         for target in _targets(node):
             base = target
@@ -302,15 +302,15 @@ def _scan(source: str, protected: Mapping[str, str] | Iterable[str]) -> list[str
     return sorted(set(found))
 
 
-def scan_notebook(nb: nbformat.NotebookNode,
-                  protected: Mapping[str, str] | Iterable[str] = ()) -> list[str]:
+def scan_notebook(nb: nbformat.NotebookNode, protected: Mapping[str, str] | Iterable[str] = (),
+                  protection: Protection | None = None) -> list[str]:
     """:func:`scan_source` over every cell a student may write (solution cells, added cells)."""
     flags = []
     for index, cell in enumerate(nb.cells):
         meta = cell.get("metadata", {}).get("nbgrader", {})
         if cell.get("cell_type") != "code" or meta.get("locked"):
             continue
-        reasons = scan_source(cell.get("source", ""), protected)
+        reasons = scan_source(cell.get("source", ""), protected, protection)
         if reasons:
             flags.append(f"{meta.get('grade_id') or f'added cell {index}'}: {', '.join(reasons)}")
     return flags

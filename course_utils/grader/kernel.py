@@ -69,9 +69,11 @@ class Zygote:
     """
 
     def __init__(self, workdir: Path, preload: list[str], env: dict[str, str], *,
-                 listen: str | None = None, attach: str | None = None) -> None:
+                 listen: str | None = None, attach: str | None = None,
+                 protection: dict[str, list[str]] | None = None) -> None:
         self.workdir = workdir
         self.preload = preload
+        self.protection = protection  # the guard's Protection as plain lists (None: its default)
         self.env = env
         self.listen = listen
         self.attach = attach
@@ -114,7 +116,7 @@ class Zygote:
                 listener.close()
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._reader, self._writer = self.proc.stdout, self.proc.stdin
-        self._send({"preload": self.preload, "listen_fd": fd})
+        self._send({"preload": self.preload, "protection": self.protection, "listen_fd": fd})
 
     def _close_shared(self) -> None:
         """Close the connection to the shared server; not alive any more, so the next spawn restarts."""
@@ -310,7 +312,8 @@ class ZygoteProvisioner(LocalProvisioner):  # type: ignore[misc]
         rt.last_log = log
         if not rt.zygote.can_fork:
             request = {"args": args, "cwd": cwd, "env": env, "sandbox": asdict(spec),
-                       "log": str(log), "status": str(status), "preload": rt.zygote.preload}
+                       "log": str(log), "status": str(status), "preload": rt.zygote.preload,
+                       "protection": rt.zygote.protection}
             path = log.with_suffix(".json")
             path.write_text(json.dumps(request))
             kwargs = {k: v for k, v in kwargs.items() if k not in ("env", "cwd")}

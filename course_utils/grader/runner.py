@@ -62,9 +62,10 @@ from typing import Any
 
 from course_utils.grader import integrity
 from course_utils.grader.assignment import AssignmentInfo, assignment_info, inspect, submission_mtime
-from course_utils.grader.config import CourseGrade, GradeOptions, fast_mode, setting
+from course_utils.grader.config import CourseGrade, GradeOptions, course_protection, fast_mode, setting
 from course_utils.grader.course import STATE, Course, open_course, read_json, state_file, write_json
 from course_utils.grader.gradebook import generate, merge, read_row
+from course_utils.grader.guard import Protection
 from course_utils.grader.report import GradeReport, SubmissionResult, write_csv
 from course_utils.grader.sandbox import SandboxSpec
 from course_utils.grader.worker import WorkerSettings
@@ -98,15 +99,12 @@ def _prefetch_data(course: Course, names: Iterable[str]) -> None:
                 pass
 
 
-def _preload(assignments: Iterable[AssignmentInfo]) -> list[str]:
-    """Modules the setup cells import (``from a import b`` adds ``a.b`` when it is a module)."""
+def _preload(assignments: Iterable[AssignmentInfo], protection: Protection) -> list[str]:
+    """The course's protected modules, and those the setup cells import (``from a import b`` adds
+    ``a.b`` when it is a module): loaded, and recorded by the guard, before any student code runs."""
     import importlib.util
 
-    from course_utils.grader.guard import course_package_modules
-
-    # The checks package with every module in it (found by the guard's rule), so each is loaded
-    # and recorded by the guard before any student code runs.
-    modules: list[str] = ["course_utils", *course_package_modules()]
+    modules: list[str] = protection.course_modules()
     for info in assignments:
         for _, module, attr in info.bindings:
             candidates = [module]
@@ -215,6 +213,7 @@ class _Run:
     course: Course
     infos: dict[str, AssignmentInfo]
     statuses: dict[str, Any]
+    protection: Protection  # the course's protected modules (c.CourseGrade.protected_*)
     rows: dict[tuple[str, str], SubmissionResult] = field(default_factory=dict)
     notes: dict[tuple[str, str], tuple[list[str], list[str]]] = field(default_factory=dict)
 
@@ -258,7 +257,7 @@ def _triage(run: _Run, pairs: list[tuple[str, str]], options: GradeOptions) -> l
             run.rows[(student, name)] = row
             continue
         try:
-            found = inspect(folder, info)
+            found = inspect(folder, info, run.protection)
         except Exception as err:  # noqa: BLE001 - one submission never stops the run
             found = integrity.Inspection()
             found.add("grader-error", f"the grader could not inspect it ({type(err).__name__}: {err})"[:300])
@@ -301,14 +300,18 @@ def _dispatch(run: _Run, tasks: list[Task], limits: CourseGrade, options: GradeO
     zygote_env, kernel_env = _environments(options, workers)
     workdir = Path(tempfile.mkdtemp(prefix="course-grade-"))
     kernel_env["COURSE_GRADE_RUN"] = workdir.name  # names this run's kernels and their cgroups
-    preload = _preload(run.infos.values())
+    protection = run.protection
+    preload = _preload(run.infos.values(), protection)
     # One kernel fork server for all workers, started first: its imports run while the
     # cluster's workers start.
-    shared = kernel.Zygote(workdir / "zygote", preload, zygote_env, listen=str(workdir / "zygote" / "server.sock"))
+    rules = {"packages": list(protection.packages), "modules": list(protection.modules)}
+    shared = kernel.Zygote(workdir / "zygote", preload, zygote_env, listen=str(workdir / "zygote" / "server.sock"),
+                           protection=rules)
     settings = WorkerSettings(
         course=course, assignments=run.infos, workdir=workdir, sandbox=spec, kernel_env=kernel_env,
         zygote_env=zygote_env, preload=preload, kill_grace=setting(options, limits, "kill_grace"),
-        feedback=options.feedback, ipc=spec.network or spec.filesystem, zygote_socket=shared.listen)
+        feedback=options.feedback, ipc=spec.network or spec.filesystem, zygote_socket=shared.listen,
+        protection=rules)
     bar = None
     try:
         pool = DaskPool(workers, settings, setting(options, limits, "scheduler") or "local")
@@ -332,7 +335,8 @@ def _dispatch(run: _Run, tasks: list[Task], limits: CourseGrade, options: GradeO
 
 def _grade_locked(course: Course, limits: CourseGrade, options: GradeOptions, started: float) -> GradeReport:
     pairs = _plan(course, options)
-    run = _Run(course, _assignments(course, limits, options, pairs), read_json(state_file(course, "status.json")))
+    run = _Run(course, _assignments(course, limits, options, pairs), read_json(state_file(course, "status.json")),
+               course_protection(limits))
     tasks = _triage(run, pairs, options)
     workers = max(1, min(options.workers or _default_workers(), len(tasks) or 1))
     spec, sandbox_lines, protections = _sandbox(limits, options)

@@ -85,6 +85,7 @@ class WorkerSettings:
     feedback: bool
     ipc: bool
     zygote_socket: str | None = None  # the run's shared fork server (None: each worker starts its own)
+    protection: dict[str, list[str]] | None = None  # the guard's Protection, as plain lists
 
 
 def _link(src: Path, dest: Path) -> None:
@@ -138,7 +139,7 @@ class Worker:
         self.graded: list[tuple[str, str]] = []
         self.views: dict[str, Any] = {}  # assignment -> its kernels' view of the data
         self.zygote = kernel.Zygote(self.root / "zygote", settings.preload, settings.zygote_env,
-                                    attach=settings.zygote_socket)
+                                    attach=settings.zygote_socket, protection=settings.protection)
         self.runtime = kernel.KernelRuntime(
             zygote=self.zygote, workdir=self.root / "kernels", sandbox=settings.sandbox,
             kernel_env=settings.kernel_env, ipc=settings.ipc)

@@ -2,7 +2,8 @@
 
 Run as ``python -m course_utils.grader.zygote`` by :class:`course_utils.grader.kernel.Zygote`.
 It reads one JSON line of settings (the modules to preload: ipykernel, numpy,
-torch and whatever the assignments' setup cells import), imports them, records
+torch and whatever the assignments' setup cells import; the guard's
+:class:`~course_utils.grader.guard.Protection` as plain lists), imports them, records
 the guard snapshot (:func:`course_utils.grader.guard.take_snapshot`) and answers
 ``{"ready": ...}``. Each later line asks for a kernel::
 
@@ -115,7 +116,7 @@ def _child(request: dict[str, Any], snapshot: Any, inherited: tuple[int, ...] = 
         os._exit(code)
 
 
-def _preload(modules: list[str]) -> tuple[Any, list[str]]:
+def _preload(modules: list[str], protection: dict[str, list[str]] | None = None) -> tuple[Any, list[str]]:
     failed = []
     for name in [*BASE_PRELOAD, *modules]:
         try:
@@ -124,7 +125,8 @@ def _preload(modules: list[str]) -> tuple[Any, list[str]]:
             failed.append(f"{name}: {type(err).__name__}: {err}")
     from course_utils.grader import agent, guard, sandbox  # noqa: F401 - preloaded for the kernels
 
-    return guard.take_snapshot(modules), failed
+    rules = guard.Protection.from_lists(**protection) if protection else guard.Protection()
+    return guard.take_snapshot(modules, rules), failed
 
 
 def _cuda_initialized() -> bool:
@@ -141,12 +143,12 @@ def main() -> int:
         # forking a process that imported torch is not safe.
         with open(sys.argv[2]) as fh:
             request = json.load(fh)
-        snapshot, _ = _preload(request.get("preload", []))
+        snapshot, _ = _preload(request.get("preload", []), request.get("protection"))
         _child(request, snapshot)
     settings = json.loads(sys.stdin.readline() or "{}")
     listener = _listen(settings.get("listen_fd"))  # clients may connect already, and wait for ready
     started = time.perf_counter()
-    snapshot, failed = _preload(settings.get("preload", []))
+    snapshot, failed = _preload(settings.get("preload", []), settings.get("protection"))
     ready = (json.dumps({"ready": True, "pid": os.getpid(), "failed": failed,
                          "cuda_initialized": _cuda_initialized(),
                          "import_s": round(time.perf_counter() - started, 2)}) + "\n").encode()

@@ -33,6 +33,17 @@ def _expected() -> dict[str, dict[str, str]]:
     return {A: integrity.expected_release_checksums(cells)}
 
 
+# What a setup cell of this course binds (integrity.setup_bindings reads it from the notebook).
+SETUP_BINDS = {"np": "numpy", "torch": "torch", "checks": "course_utils"}
+
+
+def _course_protection():
+    """This course's protected modules, from its nbgrader_config.py (c.CourseGrade.protected_modules)."""
+    from course_utils.grader.config import CourseGrade, course_protection, load_config
+
+    return course_protection(CourseGrade(config=load_config(project_root())))
+
+
 @pytest.mark.parametrize("source, flag", [
     ("np.allclose = lambda *a, **k: True", "patches np.allclose"),
     ("import fake as np", "imports fake as np"),
@@ -52,7 +63,7 @@ def _expected() -> dict[str, dict[str, str]]:
      "calls setattr on c.core"),
 ])
 def test_scan_flags_tampering_tools(source, flag):
-    assert flag in integrity.scan_source(source)
+    assert flag in integrity.scan_source(source, SETUP_BINDS, protection=_course_protection())
 
 
 def test_scan_leaves_honest_code_alone():
@@ -71,7 +82,7 @@ def test_scan_leaves_honest_code_alone():
                 model.weight.zero_()
             return h, model
         ''')
-    assert integrity.scan_source(honest) == []
+    assert integrity.scan_source(honest, SETUP_BINDS, protection=_course_protection()) == []
 
 
 def test_setup_bindings_read_the_setup_cell():
@@ -184,8 +195,11 @@ def test_guard_restores_what_students_patch():
 CHECKS_GUARD_SCRIPT = '''
 import sys, types
 from course_utils.grader import guard
-snapshot = guard.take_snapshot()  # records every module of the checks package, imported or not
-assert set(guard.course_package_modules()) <= set(snapshot.modules), sorted(snapshot.modules)
+from course_utils.grader.config import CourseGrade, course_protection, load_config
+from course_utils.release import project_root
+protection = course_protection(CourseGrade(config=load_config(project_root())))  # the course's nbgrader_config.py
+snapshot = guard.take_snapshot(protection=protection)  # records every module of the checks package, imported or not
+assert set(protection.course_modules()) <= set(snapshot.modules), sorted(snapshot.modules)
 from IPython.core.interactiveshell import InteractiveShell
 shell = InteractiveShell.instance()
 kernel = types.SimpleNamespace(shell_handlers={}, control_handlers={})
@@ -235,12 +249,25 @@ def test_the_checks_package_is_protected_by_rule():
     import pkgutil
 
     from course_utils import checks
-    from course_utils.grader import guard
 
+    protection = _course_protection()
     on_disk = {f"course_utils.checks.{info.name}" for info in pkgutil.iter_modules(checks.__path__)}
-    assert set(guard.course_package_modules()) == on_disk | {"course_utils.checks"}
-    assert all(guard._is_course_module(name) for name in on_disk | {"course_utils.checks.added_later"})
-    assert not guard._is_course_module("course_utils.checksum") and not guard._is_course_module("course_utils.data")
+    assert set(protection.course_modules()) == on_disk | {"course_utils", "course_utils.runtime", "course_utils.checks"}
+    assert all(protection.is_course_module(name) for name in on_disk | {"course_utils.checks.added_later"})
+    assert not protection.is_course_module("course_utils.checksum")
+    assert not protection.is_course_module("course_utils.data")
+
+
+def test_protection_comes_from_the_course_config_alone():
+    """Does a course that configures no protected modules get none of this one's (the grader is course-agnostic)?"""
+    from course_utils.grader.guard import Protection
+
+    bare = Protection()
+    assert bare.packages == ("numpy", "torch") and bare.course_modules() == []
+    assert not bare.is_protected("course_utils.checks.core") and bare.is_protected("torch.nn.functional")
+    assert integrity.scan_source("import course_utils.checks.core as c\nc.check_close = f") == []
+    assert integrity.scan_source("import course_utils.checks.core as c\nc.check_close = f",
+                                 protection=_course_protection()) == ["patches c.check_close"]
 
 
 def test_workers_share_one_fork_server_and_replace_it_when_it_dies(tmp_path):
