@@ -154,7 +154,12 @@ def _describe_sandbox(spec: SandboxSpec, missing: list[str]) -> tuple[list[str],
 
 
 def grade(options: GradeOptions) -> GradeReport:
-    """Grade the course's submissions; see the module docstring."""
+    """Grade the course's submissions; see the module docstring.
+
+    The LocalCluster's workers are new processes that import the caller's main module (as
+    with any multiprocessing start method but fork): a script that calls this needs the
+    usual ``if __name__ == "__main__":`` guard. ``course grade`` and notebooks have it.
+    """
     from filelock import FileLock
 
     started = time.perf_counter()
