@@ -61,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
     # nbformat's jsonschema imports rfc3987_syntax when it is installed, to check "iri" strings:
     # building that grammar is 1-2 s of every run's start, and no notebook schema has an IRI.
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+    if args.scheduler in (None, "", "local"):  # the LocalCluster's fork server imports while we do
+        from course_utils.grader.cluster import start_fork_server
+
+        start_fork_server()
     from course_utils.grader import demo, runner
     from course_utils.grader.config import options_from_args
     from course_utils.release import project_root
