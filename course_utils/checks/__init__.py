@@ -18,7 +18,9 @@ then ``checks.check_close(...)``); its modules, one job each:
 * :mod:`course_utils.checks.errors` - :class:`explain_errors` and its table of known
   errors, :data:`KNOWN_ERRORS`;
 * :mod:`course_utils.checks.tensors` - torch tensors, update steps and autograd functions;
-* :mod:`course_utils.checks.modules` - ``nn.Module`` objects and optimizers.
+* :mod:`course_utils.checks.modules` - ``nn.Module`` objects and optimizers;
+* :mod:`course_utils.checks.probes` - probe models and recording stand-ins the checks run the
+  student's code on (``checks.RecordingWriter()``, ``checks.grad_on_copy(...)``, ...).
 
 The helpers for graded cells that also run in the grader's judge (``run_in_kernel``,
 ``substitute``, ...) come from :mod:`course_utils.remote` and are re-exported here.
@@ -45,6 +47,18 @@ from course_utils.checks.modules import (
     check_registered,
     unregistered,
 )
+from course_utils.checks.probes import (
+    CountingLinear,
+    GradOnCopy,
+    ModeRecorder,
+    ProbeModel,
+    RecordingMSE,
+    RecordingWriter,
+    grad_on_copy,
+    parameter_copies,
+    probe_batches,
+    with_new_parameter_objects,
+)
 from course_utils.checks.tensors import (
     check_autograd_function,
     check_cross_entropy_inputs,
@@ -67,7 +81,13 @@ from course_utils.remote import (
 
 __all__ = [
     "CheckError",
+    "CountingLinear",
+    "GradOnCopy",
     "KNOWN_ERRORS",
+    "ModeRecorder",
+    "ProbeModel",
+    "RecordingMSE",
+    "RecordingWriter",
     "check_autograd_function",
     "check_close",
     "check_cross_entropy_inputs",
@@ -82,17 +102,21 @@ __all__ = [
     "check_updated_in_place",
     "explain_errors",
     "fetch",
+    "grad_on_copy",
     "gradient_check",
     "in_kernel",
     "is_instance",
     "numeric_gradient",
     "param_snapshot",
+    "parameter_copies",
     "passed",
+    "probe_batches",
     "rel_error",
     "run_in_kernel",
-    "secret_order",
     "seconds_since",
+    "secret_order",
     "substitute",
     "to_numpy",
     "unregistered",
+    "with_new_parameter_objects",
 ]

@@ -23,7 +23,6 @@
 # ## Setup
 
 # %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false}
-import copy
 import warnings
 
 import matplotlib.pyplot as plt
@@ -234,23 +233,12 @@ torch.manual_seed(0)
 tiny = nn.Linear(3, 2).to(device)
 tiny_opt = torch.optim.SGD(tiny.parameters(), lr=0.1)
 xb, yb = torch.randn(8, 3, device=device), torch.randn(8, 2, device=device)
-
-
-def fresh_grad(model):
-    """The loss and the weight's gradient at the model's current weights, computed on a copy."""
-    twin = copy.deepcopy(model)
-    twin.zero_grad()
-    loss = loss_fn(twin(xb), yb)
-    loss.backward()
-    return loss.item(), twin.weight.grad
-
-
 w0 = tiny.weight.detach().clone()
-loss0, g1 = fresh_grad(tiny)
+loss0, g1 = checks.grad_on_copy(tiny, loss_fn, xb, yb)
 with checks.explain_errors("train_step"):
     out = train_step(tiny, loss_fn, tiny_opt, xb, yb)
     w1 = tiny.weight.detach().clone()
-    loss1, g2 = fresh_grad(tiny)
+    loss1, g2 = checks.grad_on_copy(tiny, loss_fn, xb, yb)
     train_step(tiny, loss_fn, tiny_opt, xb, yb)
 checks.check_true("returns a float", isinstance(out, float),
                   f"train_step should return loss.item(), a Python float; got {type(out).__name__}"
@@ -265,7 +253,7 @@ checks.check_close("weight after step 2", tiny.weight, w1 - 0.1 * g2,
                    mistakes={"gradients never zeroed: backward() adds to .grad, so step 2 used g1 + g2. "
                              "Call optimizer.zero_grad() at the start of every step": w1 - 0.1 * (g1 + g2)})
 w2 = tiny.weight.detach().clone()
-_, g3 = fresh_grad(tiny)
+g3 = checks.grad_on_copy(tiny, loss_fn, xb, yb).grad
 for leftover in tiny.parameters():
     leftover.grad = torch.full_like(leftover, 5.0)  # gradients left in .grad by earlier code
 with checks.explain_errors("train_step"):
@@ -284,13 +272,8 @@ def _sgd_setup():
     return model, nn.MSELoss(), torch.optim.SGD(model.parameters(), lr=0.1)
 
 
-def _parameters(model):
-    # Runs where the model lives: copies of its parameters, by name.
-    return {n: p.detach().clone() for n, p in model.named_parameters()}
-
-
 _model, _loss_fn, _opt = checks.run_in_kernel(_sgd_setup)
-_start = checks.run_in_kernel(_parameters, _model)
+_start = checks.run_in_kernel(checks.parameter_copies, _model)  # copies of its parameters, by name
 _x, _y = torch.randn(8, 3), torch.randn(8, 2)
 _loss = train_step(_model, _loss_fn, _opt, _x, _y)
 checks.check_close("returned loss", _loss, ((_x @ _start["weight"].T + _start["bias"] - _y) ** 2).mean(), quiet=True)
@@ -306,7 +289,7 @@ def _adam_setup():
 
 _model, _lf, _opt = checks.run_in_kernel(_adam_setup)
 _ref = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3))
-_ref.load_state_dict(checks.run_in_kernel(_parameters, _model))
+_ref.load_state_dict(checks.run_in_kernel(checks.parameter_copies, _model))
 _ref_lf = torch.nn.SmoothL1Loss()
 _ref_opt = torch.optim.Adam(_ref.parameters(), lr=0.05)
 torch.manual_seed(78)
@@ -319,7 +302,7 @@ for _step in range(5):
     _ref_opt.step()
     assert isinstance(_got, float), "train_step should return the loss as a Python float (loss.item())"
     checks.check_close("hidden loss", _got, _ref_loss.item(), rtol=1e-5, quiet=True)
-    _now = checks.run_in_kernel(_parameters, _model)
+    _now = checks.run_in_kernel(checks.parameter_copies, _model)
     for _name, _q in _ref.named_parameters():
         checks.check_close("hidden parameters after a step", _now[_name], _q, rtol=1e-5, atol=1e-7, quiet=True)
 ### END HIDDEN TESTS
@@ -459,16 +442,6 @@ checks.passed("hyperparameters", "SGD, lr=lr, momentum=0.9, nesterov=True")
 # %% nbgrader={"grade": true, "grade_id": "test-device", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: the optimizer is built after the move (hidden tests: other lr, CPU and the
 # notebook's device, parameters that really train).
-def _with_new_parameter_objects(fn, *args, **kwargs):
-    # Runs in the kernel when graded: fn with module conversions creating new Parameter objects.
-    previous = torch.__future__.get_overwrite_module_params_on_conversion()
-    torch.__future__.set_overwrite_module_params_on_conversion(True)
-    try:
-        return fn(*args, **kwargs)
-    finally:
-        torch.__future__.set_overwrite_module_params_on_conversion(previous)
-
-
 def _optimizer_view(model, optimizer):
     # Runs where the model lives: the model's parameters, the tensors the optimizer holds, its settings.
     held = [p for group in optimizer.param_groups for p in group["params"]]
@@ -476,7 +449,7 @@ def _optimizer_view(model, optimizer):
     return list(model.parameters()), held, settings
 
 
-_model, _opt = checks.run_in_kernel(_with_new_parameter_objects, make_model_and_optimizer, device, lr=0.01)
+_model, _opt = checks.run_in_kernel(checks.with_new_parameter_objects, make_model_and_optimizer, device, lr=0.01)
 _params, _held, _ = checks.run_in_kernel(_optimizer_view, _model, _opt)
 assert all(any(_h is _p for _p in _params) for _h in _held), \
     "the optimizer holds tensors that are not the model's parameters: build it after model.to(device)"
@@ -493,7 +466,7 @@ def _step(model, optimizer, x, y):
 
 for _dev in {torch.device("cpu"), device}:
     for _lr in (0.2, 0.003):
-        _m, _o = checks.run_in_kernel(_with_new_parameter_objects, make_model_and_optimizer, _dev, lr=_lr)
+        _m, _o = checks.run_in_kernel(checks.with_new_parameter_objects, make_model_and_optimizer, _dev, lr=_lr)
         _params, _held, _settings = checks.run_in_kernel(_optimizer_view, _m, _o)
         assert len(_held) == len(_params) and all(any(_h is _p for _p in _params) for _h in _held), \
             "the optimizer must hold exactly the model's parameters (built after the move)"
@@ -563,26 +536,12 @@ def train_epochs(model, loss_fn, optimizer, scheduler, batches, num_epochs):
 # stand-in that notes, at every call, the loss and the learning rate the batch trains with.
 
 # %% nbgrader={"grade": false, "grade_id": "schedule-check", "locked": true, "schema_version": 3, "solution": false}
-class RecordingMSE(nn.MSELoss):
-    """MSELoss that notes (learning rate of the optimizer, loss value) at every call."""
-
-    def __init__(self, optimizer):
-        super().__init__()
-        self.optimizer = optimizer
-        self.calls = []
-
-    def forward(self, prediction, target):
-        loss = super().forward(prediction, target)
-        self.calls.append((self.optimizer.param_groups[0]["lr"], loss.item()))
-        return loss
-
-
 torch.manual_seed(0)
 sched_model = nn.Linear(3, 1).to(device)
 sched_opt = torch.optim.SGD(sched_model.parameters(), lr=0.1)
 scheduler = torch.optim.lr_scheduler.StepLR(sched_opt, step_size=2, gamma=0.5)
 sched_batches = [(torch.randn(4, 3, device=device), torch.randn(4, 1, device=device)) for _ in range(3)]
-sched_loss = RecordingMSE(sched_opt)
+sched_loss = checks.RecordingMSE(sched_opt)  # an MSELoss that notes (lr, loss) at every call
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     with checks.explain_errors("train_epochs"):
@@ -648,11 +607,6 @@ with checks.substitute(train_step=_train_step):
     _losses, _lrs = train_epochs(_model, _loss_fn, _opt, _sched, _batches, 5)
 checks.check_close("learning rate per epoch", _lrs, [0.1, 0.1, 0.05, 0.05, 0.025], quiet=True)
 ### BEGIN HIDDEN TESTS
-def _parameters(model):
-    # Runs in the kernel: copies of the model's parameters, by name.
-    return {n: p.detach().clone() for n, p in model.named_parameters()}
-
-
 def _current_lr(optimizer):
     # Runs in the kernel: the learning rate the optimizer would step with now.
     return optimizer.param_groups[0]["lr"]
@@ -675,7 +629,7 @@ def _recording_step(model, loss_fn, optimizer, x, y):
 for _s, _gamma, _nb, _ne in [(3, 0.1, 4, 7), (1, 0.5, 1, 4), (2, 0.9, 5, 5)]:
     _m, _lf, _o, _sch = checks.run_in_kernel(
         _linear_setup, seed=_s + _nb, n_in=4, n_out=2, lr=0.2, momentum=0.5, step_size=_s, gamma=_gamma)
-    _start = checks.run_in_kernel(_parameters, _m)
+    _start = checks.run_in_kernel(checks.parameter_copies, _m)
     torch.manual_seed(_s + _nb)
     _bs = [(torch.randn(6, 4), torch.randn(6, 2)) for _ in range(_nb)]
     _trained_with.clear()

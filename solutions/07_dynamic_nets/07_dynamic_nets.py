@@ -25,8 +25,6 @@
 # ## Setup
 
 # %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false}
-import copy
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -531,31 +529,9 @@ print(f"loss {losses[0]:.3f} -> {losses[-1]:.4f} (target variance {y_train.var()
 # run above: one loss and one depth per step, depths that vary, a loss that fell.
 
 # %% nbgrader={"grade": false, "grade_id": "train-check", "locked": true, "schema_version": 3, "solution": false}
-class CountingLinear(nn.Linear):
-    """A stand-in for DynamicNet: a linear layer whose last_depth is 0, 1, 2, ... call after call."""
-
-    def __init__(self, d_in, d_out):
-        super().__init__(d_in, d_out)
-        self.calls = 0
-        self.last_depth = None
-
-    def forward(self, x, depth=None):
-        self.last_depth = self.calls % 4
-        self.calls += 1
-        return super().forward(x)
-
-
-def probe_grad(model):
-    """The gradient of the weight at the model's current weights, computed on a copy."""
-    twin = copy.deepcopy(model)
-    twin.zero_grad()
-    F.mse_loss(twin(x_p), y_p).backward()
-    return twin.weight.grad
-
-
 torch.manual_seed(0)
 x_p, y_p = torch.randn(8, 3, device=device), torch.randn(8, 2, device=device)
-counting = CountingLinear(3, 2).to(device)
+counting = checks.CountingLinear(3, 2).to(device)  # a linear layer whose last_depth is 0, 1, 2, ... call after call
 with checks.explain_errors("train_dynamic"):
     probe_losses, probe_depths = train_dynamic(counting, x_p, y_p, nn.MSELoss(),
                                                torch.optim.SGD(counting.parameters(), lr=0.1), 3)
@@ -571,12 +547,12 @@ checks.check_true(
        "step's depth. Read it after calling model(x)." if list(probe_depths) == [None, 0, 1] else
        ": call model(x) without depth and record model.last_depth."))
 
-stepper = CountingLinear(3, 2).to(device)
+stepper = checks.CountingLinear(3, 2).to(device)
 stepper_opt = torch.optim.SGD(stepper.parameters(), lr=0.1)
-w0, g1 = stepper.weight.detach().clone(), probe_grad(stepper)
+w0, g1 = stepper.weight.detach().clone(), checks.grad_on_copy(stepper, F.mse_loss, x_p, y_p).grad
 with checks.explain_errors("train_dynamic"):
     train_dynamic(stepper, x_p, y_p, nn.MSELoss(), stepper_opt, 1)
-    w1, g2 = stepper.weight.detach().clone(), probe_grad(stepper)
+    w1, g2 = stepper.weight.detach().clone(), checks.grad_on_copy(stepper, F.mse_loss, x_p, y_p).grad
     train_dynamic(stepper, x_p, y_p, nn.MSELoss(), stepper_opt, 1)
 checks.check_close("weight after step 1", w1, w0 - 0.1 * g1, quiet=True,
                    mistakes={"the weights did not move: optimizer.step() is missing, runs before backward(), "
@@ -584,7 +560,7 @@ checks.check_close("weight after step 1", w1, w0 - 0.1 * g1, quiet=True,
 checks.check_close("weight after step 2", stepper.weight, w1 - 0.1 * g2, quiet=True,
                    mistakes={"gradients never zeroed: backward() adds to .grad, so step 2 used g1 + g2. "
                              "Call optimizer.zero_grad() at the start of every step": w1 - 0.1 * (g1 + g2)})
-w2, g3 = stepper.weight.detach().clone(), probe_grad(stepper)
+w2, g3 = stepper.weight.detach().clone(), checks.grad_on_copy(stepper, F.mse_loss, x_p, y_p).grad
 for leftover in stepper.parameters():
     leftover.grad = torch.full_like(leftover, 5.0)  # gradients left in .grad by earlier code
 with checks.explain_errors("train_dynamic"):

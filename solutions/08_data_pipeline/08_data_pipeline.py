@@ -724,21 +724,10 @@ def train_one_epoch(model, loader, optimizer, loss_fn, writer, epoch):
 # computed on a copy of the model (as in notebook 05).
 
 # %% nbgrader={"grade": false, "grade_id": "train-epoch-check", "locked": true, "schema_version": 3, "solution": false}
-class RecordingWriter:
-    """Has SummaryWriter's add_scalar; remembers (tag, value, step) instead of writing files."""
-
-    def __init__(self):
-        self.calls = []
-
-    def add_scalar(self, tag, scalar_value, global_step=None, walltime=None, new_style=False,
-                   double_precision=False):
-        self.calls.append((tag, scalar_value, global_step))
-
-
 torch.manual_seed(0)
 rec_model = nn.Linear(4, 3)
 rec_batches = [(torch.randn(5, 4), torch.randint(0, 3, (5,))) for _ in range(3)]
-rec_writer = RecordingWriter()
+rec_writer = checks.RecordingWriter()  # SummaryWriter's add_scalar; records (tag, value, step), writes no files
 rec_optimizer = torch.optim.SGD(rec_model.parameters(), lr=0.1)
 rec_before = checks.param_snapshot(rec_model)
 with checks.explain_errors("train_one_epoch"):
@@ -764,21 +753,12 @@ checks.check_true("values are Python floats", all(isinstance(v, float) for _, v,
 step_model = nn.Linear(4, 3)
 step_optimizer = torch.optim.SGD(step_model.parameters(), lr=0.1)
 one_batch = rec_batches[:1]
-
-
-def batch_grad(model):
-    """The gradient of the weight for one_batch at the model's current weights, computed on a copy."""
-    twin = copy.deepcopy(model)
-    twin.zero_grad()
-    nn.functional.cross_entropy(twin(one_batch[0][0]), one_batch[0][1]).backward()
-    return twin.weight.grad
-
-
-w0, g1 = step_model.weight.detach().clone(), batch_grad(step_model)
+x1, y1 = one_batch[0]
+w0, g1 = step_model.weight.detach().clone(), checks.grad_on_copy(step_model, nn.CrossEntropyLoss(), x1, y1).grad
 with checks.explain_errors("train_one_epoch"):
-    train_one_epoch(step_model, one_batch, step_optimizer, nn.CrossEntropyLoss(), RecordingWriter(), 0)
-    w1, g2 = step_model.weight.detach().clone(), batch_grad(step_model)
-    train_one_epoch(step_model, one_batch, step_optimizer, nn.CrossEntropyLoss(), RecordingWriter(), 1)
+    train_one_epoch(step_model, one_batch, step_optimizer, nn.CrossEntropyLoss(), checks.RecordingWriter(), 0)
+    w1, g2 = step_model.weight.detach().clone(), checks.grad_on_copy(step_model, nn.CrossEntropyLoss(), x1, y1).grad
+    train_one_epoch(step_model, one_batch, step_optimizer, nn.CrossEntropyLoss(), checks.RecordingWriter(), 1)
 checks.check_close("weight after epoch 0 (one batch)", w1, w0 - 0.1 * g1, quiet=True,
                    mistakes={"the weights did not move: optimizer.step() is missing, or runs before backward()": w0})
 checks.check_close("weight after epoch 1 (one batch)", step_model.weight, w1 - 0.1 * g2, quiet=True,
@@ -792,19 +772,11 @@ checks.check_true("mean loss returned", abs(rec_losses[1] - np.mean([v for _, v,
 # Graded: train_one_epoch (hidden tests: a later epoch, other sizes, values against a reference loop).
 assert len(rec_writer.calls) == 6, "expected one add_scalar call per batch"
 ### BEGIN HIDDEN TESTS
-def _logged_epoch(train_one_epoch, state, batches, epoch):
+def _logged_epoch(train_one_epoch, writer_class, state, batches, epoch):
     """One epoch in the kernel: a model loaded with state, SGD, and a writer that records add_scalar calls."""
-    class Recorder:
-        def __init__(self):
-            self.calls = []
-
-        def add_scalar(self, tag, scalar_value, global_step=None, walltime=None, new_style=False,
-                       double_precision=False):  # SummaryWriter's signature: keywords work too
-            self.calls.append((tag, scalar_value, global_step))
-
     model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 4))
     model.load_state_dict(state)
-    writer = Recorder()
+    writer = writer_class()
     mean = train_one_epoch(model, batches, torch.optim.SGD(model.parameters(), lr=0.05), nn.CrossEntropyLoss(),
                            writer, epoch)
     return writer.calls, mean, [p.detach().clone() for p in model.parameters()]
@@ -814,7 +786,7 @@ torch.manual_seed(123)
 _ref = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 4))
 _batches = [(torch.randn(7, 6), torch.randint(0, 4, (7,))) for _ in range(4)]
 _state = {name: value.clone() for name, value in _ref.state_dict().items()}
-_calls, _mean, _params = checks.run_in_kernel(_logged_epoch, train_one_epoch, _state, _batches, 3)
+_calls, _mean, _params = checks.run_in_kernel(_logged_epoch, train_one_epoch, checks.RecordingWriter, _state, _batches, 3)
 _opt = torch.optim.SGD(_ref.parameters(), lr=0.05)
 _expected = []
 for _x, _y in _batches:

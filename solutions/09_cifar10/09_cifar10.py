@@ -106,33 +106,10 @@ def check_accuracy(loader, model):
 # accuracies would be 4/9; in training mode the model gets 3/8).
 
 # %% nbgrader={"grade": false, "grade_id": "accuracy-check", "locked": true, "schema_version": 3, "solution": false}
-class ProbeModel(nn.Module):
-    """Predicts class int(x[:, 0]) in eval mode (off by one in train mode); logs autograd state."""
-
-    def __init__(self, num_classes=3):
-        super().__init__()
-        self.num_classes = num_classes
-        self.scale = nn.Parameter(torch.ones(()))
-        self.grad_enabled = []
-
-    def forward(self, x):
-        self.grad_enabled.append(torch.is_grad_enabled())
-        cls = x[:, 0].long()
-        if self.training:
-            cls = (cls + 1) % self.num_classes
-        return F.one_hot(cls, self.num_classes).to(x.dtype) * self.scale
-
-
-def probe_batches(guesses, labels, sizes):
-    """Split (guess, label) pairs into (x, y) batches of the given sizes."""
-    x, y = torch.tensor(guesses, dtype=torch.float32)[:, None], torch.tensor(labels)
-    return list(zip(x.split(sizes), y.split(sizes)))
-
-
-probe = ProbeModel()
+probe = checks.ProbeModel(num_classes=3)  # predicts class x[:, 0] in eval mode, the next one in train mode
 probe.train()
 with checks.explain_errors("check_accuracy"):
-    acc = check_accuracy(probe_batches([0, 1, 2, 0, 0, 0, 1, 2], [0, 1, 2, 0, 1, 2, 2, 0], [3, 3, 2]), probe)
+    acc = check_accuracy(checks.probe_batches([0, 1, 2, 0, 0, 0, 1, 2], [0, 1, 2, 0, 1, 2, 2, 0], [3, 3, 2]), probe)
 checks.check_true("returns a float", isinstance(acc, float),
                   f"check_accuracy should return a Python float, got {type(acc).__name__}: use .item() and "
                   "float division.")
@@ -147,29 +124,15 @@ checks.check_true("torch.no_grad()", not any(probe.grad_enabled),
 
 # %% nbgrader={"grade": true, "grade_id": "test-check-accuracy", "locked": true, "points": 2, "schema_version": 3, "solution": false}
 # Graded: check_accuracy (hidden tests: other batch sizes, a model left in training mode).
-_probe = ProbeModel()
-assert abs(check_accuracy(probe_batches([0, 1], [0, 1], [2]), _probe) - 1.0) < 1e-6, \
+_probe = checks.run_in_kernel(checks.ProbeModel)  # built where check_accuracy runs
+assert abs(check_accuracy(checks.probe_batches([0, 1], [0, 1], [2]), _probe) - 1.0) < 1e-6, \
     "check_accuracy should be 1.0 when every prediction is right"
 ### BEGIN HIDDEN TESTS
-def _probe_accuracy(check_accuracy, guesses, labels, sizes, num_classes):
-    """check_accuracy on a probe model (like ProbeModel, built in the kernel) handed over in training mode."""
-    class Probe(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.scale = nn.Parameter(torch.ones(()))
-            self.grad_enabled = []
-
-        def forward(self, x):
-            self.grad_enabled.append(torch.is_grad_enabled())
-            cls = x[:, 0].long()
-            if self.training:
-                cls = (cls + 1) % num_classes
-            return F.one_hot(cls, num_classes).to(x.dtype) * self.scale
-
-    x, y = torch.tensor(guesses, dtype=torch.float32)[:, None], torch.tensor(labels)
-    probe = Probe()
+def _probe_accuracy(check_accuracy, probe_model, batches, num_classes):
+    """check_accuracy on a checks.ProbeModel built in the kernel and handed over in training mode."""
+    probe = probe_model(num_classes)
     probe.train()
-    accuracy = check_accuracy(list(zip(x.split(sizes), y.split(sizes))), probe)
+    accuracy = check_accuracy(batches, probe)
     return accuracy, probe.grad_enabled
 
 
@@ -178,7 +141,8 @@ for _guesses, _labels, _sizes, _expected in [
     ([1, 1, 1, 1, 1, 0, 2], [1, 0, 1, 0, 1, 0, 2], [5, 2], 5 / 7),
     ([2] * 10, [2] * 3 + [0] * 7, [3, 3, 3, 1], 0.3),
 ]:
-    _acc, _grad_enabled = checks.run_in_kernel(_probe_accuracy, check_accuracy, _guesses, _labels, _sizes, 4)
+    _acc, _grad_enabled = checks.run_in_kernel(_probe_accuracy, check_accuracy, checks.ProbeModel,
+                                               checks.probe_batches(_guesses, _labels, _sizes), 4)
     assert isinstance(_acc, float), "check_accuracy should return a Python float"
     assert abs(_acc - _expected) < 1e-6, "wrong accuracy: count over all samples, divide once, in evaluation mode"
     assert not any(_grad_enabled), "evaluation must run under torch.no_grad()"
@@ -523,14 +487,10 @@ def _randomise(net, seed):
             p.normal_()
 
 
-def _parameters(net):
-    return {name: p.detach().clone() for name, p in net.named_parameters()}
-
-
 torch.manual_seed(11)
 checks.run_in_kernel(_seed, 11)
 _net = ThreeLayerConvNet(3, 64, 32, 10)
-_params = checks.run_in_kernel(_parameters, _net)
+_params = checks.run_in_kernel(checks.parameter_copies, _net)
 assert sum(p.numel() for p in _params.values()) == 64 * 75 + 64 + 32 * 64 * 9 + 32 + 10 * 32 * 1024 + 10, \
     "parameter count"
 for _layer, _fan_in in [("conv1", 75), ("conv2", 576), ("fc", 32 * 1024)]:
@@ -539,7 +499,7 @@ for _layer, _fan_in in [("conv1", 75), ("conv2", 576), ("fc", 32 * 1024)]:
     assert bool((_params[f"{_layer}.bias"] == 0).all()), "biases must start at zero"
 _net = ThreeLayerConvNet(2, 5, 3, 4)
 checks.run_in_kernel(_randomise, _net, 12)
-_params = checks.run_in_kernel(_parameters, _net)
+_params = checks.run_in_kernel(checks.parameter_copies, _net)
 _x = torch.randn(3, 2, 32, 32)
 _h = torch.relu(torch.nn.functional.conv2d(_x, _params["conv1.weight"], _params["conv1.bias"], padding=2))
 _h = torch.relu(torch.nn.functional.conv2d(_h, _params["conv2.weight"], _params["conv2.bias"], padding=1))

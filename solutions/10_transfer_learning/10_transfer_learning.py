@@ -670,23 +670,12 @@ def train_model(model, loaders, loss_fn, optimizer, scheduler, num_epochs, devic
 # forward call, whether it was in training mode and whether autograd was on.
 
 # %% nbgrader={"grade": false, "grade_id": "train-check", "locked": true, "schema_version": 3, "solution": false}
-class Recorder(nn.Module):
-    """Wraps a network and records (training mode, autograd on) at every forward call."""
-
-    def __init__(self, net):
-        super().__init__()
-        self.net, self.calls = net, []
-
-    def forward(self, x):
-        self.calls.append((len(x), self.training, torch.is_grad_enabled()))
-        return self.net(x)
-
-
 set_seed(0)
 toy_x, toy_y = torch.randn(96, 5), torch.randint(0, 3, (96,))
 toy_loaders = {"train": DataLoader(TensorDataset(toy_x[:64], toy_y[:64]), batch_size=16, shuffle=True),
                "val": DataLoader(TensorDataset(toy_x[64:], toy_y[64:]), batch_size=32)}
-toy_model = Recorder(nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3)))
+# A wrapper that records (batch size, training mode, autograd on) at every forward call.
+toy_model = checks.ModeRecorder(nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3)))
 toy_opt = torch.optim.SGD(toy_model.parameters(), lr=0.1)
 with checks.explain_errors("train_model"):
     toy_model, toy_history = train_model(toy_model, toy_loaders, nn.CrossEntropyLoss(), toy_opt,

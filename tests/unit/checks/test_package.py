@@ -15,7 +15,7 @@ MODULES = sorted(info.name for info in pkgutil.iter_modules(checks.__path__))
 def test_the_package_keeps_its_name_and_modules():
     """Is it still `course_utils.checks`, made of the modules the tests mirror?"""
     assert checks.__name__ == "course_utils.checks"
-    assert MODULES == ["core", "diagnosis", "errors", "modules", "tensors"]
+    assert MODULES == ["core", "diagnosis", "errors", "modules", "probes", "tensors"]
 
 
 @pytest.mark.parametrize("module", [m for m in MODULES if m != "diagnosis"])
