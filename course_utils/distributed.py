@@ -11,6 +11,11 @@ way it runs on a cluster: the notebook calls :func:`launch`, which starts::
 CPU, NCCL when there is one GPU per process), runs the task and saves its
 result to ``DIR/rank<r>.pt``, which :func:`launch` reads back, one dict per rank.
 
+The self-checks' short ``step`` launches skip the cost of a fresh ``torchrun``
+and fresh interpreters (several seconds each, mostly importing PyTorch): their
+workers are forked from a launch server (:func:`launch_server`) that imported
+PyTorch once, get the same environment variables and run the same :func:`main`.
+
 **How the student's code reaches the workers.** The workers are fresh Python
 processes: they cannot see functions defined in a notebook. :func:`launch`
 takes the functions, writes their source (:func:`function_source`) to ``FILE``
@@ -65,6 +70,7 @@ __all__ = [
     "flatten_params",
     "function_source",
     "launch",
+    "launch_server",
     "main",
     "pick_backend",
     "reference_run",
@@ -223,33 +229,145 @@ def launch(
     backend: str | None = None,
     timeout: float = 300,
     echo: bool = True,
+    launcher: str | None = None,
     **options: Any,
 ) -> list[dict[str, Any]]:
-    """Run ``task`` on ``nproc`` processes with ``torchrun``; return each rank's result.
+    """Run ``task`` on ``nproc`` processes; return each rank's result.
 
     ``functions`` (the student's, or source strings) are shipped to the workers
     as source code; ``backend`` defaults to :func:`pick_backend`; ``options``
     (JSON-serialisable) go to the task. When a worker raises, the error names the
     rank and shows its traceback.
+
+    ``launcher`` starts the processes: ``"torchrun"`` (a fresh ``torchrun`` and fresh
+    workers, each importing PyTorch: several seconds) or ``"server"`` (workers forked
+    from a launch server that has imported PyTorch once per session, see
+    :func:`launch_server`: a fraction of a second). Both give every rank torchrun's
+    environment and run the same worker code. The default is ``"server"`` for the
+    self-checks' ``step`` task and ``"torchrun"`` for the training run (``cifar``).
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; known: {sorted(TASKS)}")
+    launcher = launcher or ("server" if task == "step" else "torchrun")
+    if launcher not in ("server", "torchrun"):
+        raise ValueError(f"launcher must be 'server' or 'torchrun', got {launcher!r}")
     options = dict(options, backend=backend or pick_backend(nproc))
     with tempfile.TemporaryDirectory(prefix="course-ddp-") as tmp:
         folder = Path(tmp)
         code = folder / "student_code.py"
         code.write_text(function_source(*functions))
-        target = ["-m", "course_utils.distributed", task, "--code", str(code),
-                  "--out", str(folder), "--options", json.dumps(options)]
+        argv = [task, "--code", str(code), "--out", str(folder), "--options", json.dumps(options)]
         try:
-            run_torchrun(target, nproc=nproc, timeout=timeout, echo=echo)
+            if launcher == "server":
+                _run_on_server(argv, nproc=nproc, timeout=timeout, echo=echo)
+            else:
+                run_torchrun(["-m", "course_utils.distributed", *argv], nproc=nproc, timeout=timeout, echo=echo)
         except LaunchError as err:
             errors = sorted(folder.glob("rank*.error"))
             if errors:
                 details = "\n".join(p.read_text() for p in errors)
                 raise LaunchError(f"a worker raised an exception:\n{details}") from None
             raise err from None
+        missing = [r for r in range(nproc) if not (folder / f"rank{r}.pt").exists()]
+        if missing:
+            raise LaunchError(f"rank {missing[0]} ended without a result: the code exited the worker "
+                              "(sys.exit, os._exit or quit) before the task finished.")
         return [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(nproc)]
+
+
+def launch_server() -> Any:
+    """The multiprocessing context whose fork server has imported this module (and PyTorch).
+
+    Python's ``forkserver`` start method: the server is a fresh interpreter (nothing of
+    the calling process, a notebook kernel included, is inherited), started on first use
+    and kept for the session; each worker is a ``fork`` of it, so it starts with PyTorch
+    already imported instead of importing it again.
+    """
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    # torch._dynamo: the first optimizer a process builds imports it (about 3 s).
+    context.set_forkserver_preload(["course_utils.distributed", "torch._dynamo"])
+    return context
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _server_rank(argv: list[str], env: dict[str, str], log: str) -> None:
+    """One rank, in a process forked from the launch server: torchrun's environment, then :func:`main`."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = sys.stderr = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    os.environ.update(env)
+    torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
+    sys.exit(main(argv))
+
+
+def _run_on_server(argv: list[str], *, nproc: int, timeout: float, echo: bool) -> None:
+    """Run :func:`main` with ``argv`` on ``nproc`` ranks forked from :func:`launch_server`.
+
+    Like torchrun: when a rank fails the others are stopped, a rank killed by a signal
+    is the launcher's failure and the whole launch runs once more, and a launch that
+    outlives ``timeout`` is stopped. Raises :class:`LaunchError`.
+    """
+    from multiprocessing.connection import wait
+
+    context = launch_server()
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // nproc))
+    folder = Path(argv[argv.index("--out") + 1])
+    for attempt in (1, 2):
+        port = _free_port()
+        logs = [str(folder / f"rank{r}.log") for r in range(nproc)]
+        procs = []
+        for rank in range(nproc):
+            env = {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nproc),
+                   "LOCAL_WORLD_SIZE": str(nproc), "GROUP_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                   "MASTER_PORT": str(port), "OMP_NUM_THREADS": threads, "TORCHELASTIC_RUN_ID": f"server-{port}"}
+            proc = context.Process(target=_server_rank, args=(argv, env, logs[rank]), daemon=True)
+            proc.start()
+            procs.append(proc)
+        deadline = time.monotonic() + timeout
+        timed_out = False
+        while any(p.exitcode is None for p in procs):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+            wait([p.sentinel for p in procs if p.exitcode is None], timeout=min(left, 1.0))
+            if any(p.exitcode not in (None, 0) for p in procs):
+                break  # one rank failed: the others would wait for it in a collective
+        for proc in procs:
+            if proc.exitcode is None:
+                proc.kill()
+            proc.join()
+        lines = [line for log in logs if os.path.exists(log)
+                 for line in Path(log).read_text(errors="replace").splitlines()]
+        if echo:
+            for line in lines:
+                if not _is_launcher_noise(line):
+                    print(line, flush=True)
+        codes = [p.exitcode for p in procs]
+        if timed_out:
+            raise LaunchError(
+                f"the workers did not finish within {timeout:.0f} s and were stopped. A worker probably "
+                "waits in a collective (all_reduce, backward of a DDP model) that another rank never "
+                "reaches: every rank must run the same collectives in the same order.\n" + _tail(lines))
+        if all(code == 0 for code in codes):
+            return
+        failed = [code for code in codes if code not in (0, -signal.SIGKILL)]
+        if attempt == 1 and failed and all(code < 0 for code in failed):
+            if echo:
+                print("a worker was killed by a signal; launching once more", flush=True)
+            continue
+        raise LaunchError(f"a worker failed (exit codes {codes}).\n" + _tail(lines))
 
 
 # --------------------------------------------------------------------------- problems

@@ -296,11 +296,13 @@ def average_gradients(model):
 
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "average-check-md", "locked": true, "schema_version": 3, "solution": false}
-# **Self-check, on two real processes.** `torchrun` starts two workers; each builds the same seeded
-# model, takes its half of a batch of $2 \times 8$, computes the mean loss and its gradients, calls
-# your `average_gradients`, and takes two SGD steps with momentum. We compare the weights with one
-# process that trains on the whole batch of 16. A second, smaller case freezes the first layer's bias
-# (`requires_grad=False`, so its `.grad` stays `None`). (Starting the processes takes a few seconds.)
+# **Self-check, on two real processes.** Two workers start with torchrun's environment variables;
+# each builds the same seeded model, takes its half of a batch of $2 \times 8$, computes the mean loss
+# and its gradients, calls your `average_gradients`, and takes two SGD steps with momentum. We compare
+# the weights with one process that trains on the whole batch of 16. A second, smaller case freezes
+# the first layer's bias (`requires_grad=False`, so its `.grad` stays `None`). The self-checks fork
+# their workers from a launcher that has already imported PyTorch (the first one takes a few
+# seconds to start, later launches a fraction of a second); the training run below uses `torchrun`.
 
 # %% nbgrader={"grade": false, "grade_id": "average-check", "locked": true, "schema_version": 3, "solution": false}
 step_case = {"seed": 0, "batch": 8, "steps": 2, "momentum": 0.9}

@@ -63,13 +63,16 @@ def test_reference_run_loss_scale_is_a_larger_step():
 
 @pytest.mark.slow
 def test_two_processes_match_one_process_with_twice_the_batch():
+    """Both launchers: torchrun's fresh processes and the launch server's forks."""
     cases = [{"seed": 0, "batch": 4, "steps": 2, "momentum": 0.9, "freeze_first_bias": True}]
     manual = distributed.launch("step", functions=[average_gradients], mode="average", cases=cases,
                                 backend="gloo", echo=False, timeout=240)
     ddp = distributed.launch("step", functions=[train_step], mode="ddp", cases=cases,
                              backend="gloo", echo=False, timeout=240)
+    by_torchrun = distributed.launch("step", functions=[train_step], mode="ddp", cases=cases,
+                                     backend="gloo", echo=False, timeout=240, launcher="torchrun")
     expected = distributed.flatten_params(distributed.reference_run(cases[0]))
-    for result in manual + ddp:
+    for result in manual + ddp + by_torchrun:
         got = distributed.flatten_params(result["cases"][0]["params"])
         assert torch.allclose(got, expected, rtol=1e-4, atol=1e-6)
     assert all(isinstance(v, float) for r in ddp for v in r["cases"][0]["losses"])
@@ -113,3 +116,38 @@ def test_a_worker_killed_by_a_signal_is_launched_once_more(tmp_path):
         distributed.run_torchrun([str(failing), str(tmp_path)], nproc=2, timeout=120, echo=False)
     launches = set((tmp_path / "runs").read_text().split())
     assert len(launches) == 1, "the code's own error is not launched again"
+
+
+_ABORTS_ONCE_IN_A_STEP = """
+def train_step(model, optimizer, x, y):
+    import os
+    marker = os.path.join(MARKER_DIR, "aborted")
+    if dist.get_rank() == 0 and not os.path.exists(marker):
+        open(marker, "w").close()
+        os.abort()  # SIGABRT: the launcher's kind of failure, so the launch runs once more
+    optimizer.zero_grad()
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+"""
+
+
+@pytest.mark.slow
+def test_the_launch_server_stops_hung_and_exiting_workers_and_retries_a_signal(tmp_path):
+    """A rank that never reaches the collective is stopped at the timeout; one that exits early is
+    named; one killed by a signal gets the launch run once more, as under torchrun."""
+    case = [{"seed": 0, "batch": 2}]
+    hangs = "def train_step(model, optimizer, x, y):\n    import time\n    time.sleep(600)\n"
+    with pytest.raises(distributed.LaunchError, match="did not finish within 3 s"):
+        distributed.launch("step", functions=[hangs], mode="ddp", cases=case, backend="gloo", echo=False,
+                           timeout=3)
+    exits = "def train_step(model, optimizer, x, y):\n    import os\n    os._exit(0)\n"
+    with pytest.raises(distributed.LaunchError, match="rank 0 ended without a result"):
+        distributed.launch("step", functions=[exits], mode="ddp", cases=case, backend="gloo", echo=False,
+                           timeout=60)
+    code = f"MARKER_DIR = {str(tmp_path)!r}\n" + _ABORTS_ONCE_IN_A_STEP
+    runs = distributed.launch("step", functions=[code], mode="ddp", cases=case, backend="gloo", echo=False,
+                              timeout=60)
+    assert len(runs) == 2 and (tmp_path / "aborted").exists()
+    assert all(isinstance(v, float) for r in runs for v in r["cases"][0]["losses"])
