@@ -16,7 +16,6 @@ Both are deterministic, so tests can rebuild them and compare.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -112,6 +111,34 @@ def sync(
     return done
 
 
+def _generate_assignment(root: Path, name: str, release_dir: Path) -> None:
+    """``nbgrader generate_assignment NAME --force --no-db`` into ``release_dir``, in this process.
+
+    The same converter and course configuration as the command line, without an interpreter
+    start-up (and its imports) per assignment. Raises :class:`RuntimeError` with nbgrader's errors.
+    """
+    from nbgrader.converters import GenerateAssignment
+    from nbgrader.coursedir import CourseDirectory
+
+    from course_utils.grader.config import load_config
+    from course_utils.grader.logs import quiet_logs
+
+    cfg = load_config(root)
+    cfg.CourseDirectory.root = str(root)
+    cfg.CourseDirectory.release_directory = str(release_dir)
+    cfg.CourseDirectory.assignment_id = name
+    cfg.GenerateAssignment.no_database = True
+    cfg.SaveCells.enabled = False  # what --no-db sets: nothing is written to a gradebook
+    converter = GenerateAssignment(coursedir=CourseDirectory(config=cfg), config=cfg)
+    converter.force = True
+    with quiet_logs() as capture:
+        try:
+            converter.start()
+        except Exception as err:  # noqa: BLE001 - nbgrader's reasons are in its log
+            reasons = "\n".join(capture.messages) or f"{type(err).__name__}: {err}"
+            raise RuntimeError(f"nbgrader generate_assignment {name} failed:\n{reasons}") from err
+
+
 def release(
     names: list[str] | None = None, *, root: Path | None = None, dest: Path | None = None
 ) -> Path:
@@ -130,15 +157,7 @@ def release(
     dest = (dest or root / "notebooks").resolve()
     with tempfile.TemporaryDirectory(prefix="course-release-") as tmp:
         for name in names:
-            cmd = [
-                sys.executable, "-m", "nbgrader", "generate_assignment", name,
-                "--force", "--no-db", "--log-level=WARN",
-                f"--CourseDirectory.root={root}",
-                f"--CourseDirectory.release_directory={tmp}",
-            ]
-            result = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
-            if result.returncode != 0:
-                raise RuntimeError(f"nbgrader generate_assignment {name} failed:\n{result.stderr}")
+            _generate_assignment(root, name, Path(tmp))
             fresh = Path(tmp) / name
             for path in fresh.glob("*.ipynb"):
                 path.write_text(notebook_text(normalise(nbformat.read(path, as_version=4))))

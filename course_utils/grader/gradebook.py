@@ -19,8 +19,8 @@ from traitlets.config import Config
 
 from course_utils.grader.assignment import AssignmentInfo
 from course_utils.grader.course import Course, open_course, read_json, source_hash, state_file, write_json
+from course_utils.grader.logs import quiet_logs
 from course_utils.grader.report import SubmissionResult
-from course_utils.grader.worker import quiet_logs
 
 __all__ = ["generate", "merge", "read_row"]
 
