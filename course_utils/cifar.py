@@ -20,6 +20,12 @@ reuses the network and the loader). Four pieces, each usable on its own:
   :class:`EpochLog` per epoch; :func:`evaluate` and :func:`predict` do the
   ``model.eval()`` + ``torch.no_grad()`` part.
 
+A faster recipe sits beside it: :class:`AirNet` trained by :func:`fit_air`, a half-width
+version of Keller Jordan's airbench94 (a frozen whitening first layer, :func:`whiten_init`;
+batch 1024; lookahead weight averaging; alternating flips), with flip-and-shift test-time
+augmentation (:func:`tta_scores`, ``evaluate(..., tta=2)``). ``benchmarks/cifar_recipe.py``
+measures both on the full test set.
+
 Typical use::
 
     from course_utils import cifar
@@ -41,6 +47,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from course_utils import data
@@ -49,18 +56,23 @@ __all__ = [
     "CLASSES",
     "MEAN",
     "STD",
+    "AirNet",
+    "AirRecipe",
     "EpochLog",
     "ResNet9",
     "TensorLoader",
     "conv_bn",
     "evaluate",
     "fit",
+    "fit_air",
     "load_tensors",
     "normalize",
     "one_cycle",
     "predict",
     "random_crop_flip",
     "train_epoch",
+    "tta_scores",
+    "whiten_init",
 ]
 
 #: The ten class names, in label order.
@@ -359,22 +371,25 @@ def train_epoch(
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], *, tta: bool = False
+    model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], *, tta: bool | int = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Predicted and true labels over ``loader``, as int64 CPU tensors.
 
     Runs in ``model.eval()`` mode under ``torch.no_grad()`` and restores the model's
     previous mode afterwards. ``tta=True`` averages the scores of each image and its
-    mirror image (test-time augmentation).
+    mirror image (test-time augmentation); ``tta=2`` adds one-pixel shifts (:func:`tta_scores`).
     """
     was_training = model.training
     model.eval()
     preds, labels = [], []
     try:
         for x, y in loader:
-            scores = model(x)
-            if tta:
-                scores = scores.softmax(1) + model(x.flip(3)).softmax(1)
+            if tta == 2:
+                scores = tta_scores(model, x, level=2)
+            else:
+                scores = model(x)
+                if tta:
+                    scores = scores.softmax(1) + model(x.flip(3)).softmax(1)
             preds.append(scores.argmax(1).cpu())
             labels.append(y.cpu())
     finally:
@@ -383,7 +398,7 @@ def predict(
 
 
 def evaluate(
-    model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], *, tta: bool = False
+    model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], *, tta: bool | int = False
 ) -> float:
     """Accuracy (a float in [0, 1]) of ``model`` over every sample of ``loader``."""
     preds, labels = predict(model, loader, tta=tta)
@@ -463,3 +478,222 @@ def fit(
             break
     return history
 
+
+
+# --------------------------------------------------------------------------- the fast recipe
+
+
+def whiten_init(conv: nn.Conv2d, images: torch.Tensor, eps: float = 5e-4) -> None:
+    """Make ``conv`` a whitening filter bank for the patches of ``images`` (normalised floats).
+
+    The covariance of every ``k x k`` patch (``k`` is the kernel size) is diagonalised; the
+    first half of the output channels project a patch onto its eigenvectors, each scaled to
+    unit variance, and the second half are their negatives (so a ReLU-like activation after
+    it loses nothing). ``conv`` must have ``2 * C * k * k`` output channels for ``C`` input
+    channels. Train the network with this layer's weight frozen.
+    """
+    c, (kh, kw) = images.shape[1], conv.kernel_size
+    if conv.out_channels != 2 * c * kh * kw:
+        raise ValueError(f"a whitening conv for {c}x{kh}x{kw} patches needs {2 * c * kh * kw} output channels, "
+                         f"got {conv.out_channels}")
+    patches = images.float().unfold(2, kh, 1).unfold(3, kw, 1).transpose(1, 3).reshape(-1, c * kh * kw)
+    covariance = patches.T @ patches / len(patches)
+    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+    filters = eigenvectors.T.reshape(-1, c, kh, kw) / torch.sqrt(eigenvalues + eps).view(-1, 1, 1, 1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.cat((filters, -filters)).flip(0))
+
+
+class _ConvGroup(nn.Sequential):
+    """conv -> max-pool -> BatchNorm -> GELU -> conv -> BatchNorm -> GELU (halves H and W)."""
+
+    def __init__(self, c_in: int, c_out: int, bn_momentum: float) -> None:
+        def norm() -> nn.BatchNorm2d:
+            bn = nn.BatchNorm2d(c_out, eps=1e-12, momentum=bn_momentum)
+            bn.weight.requires_grad_(False)  # a scale before a conv is redundant: only the bias trains
+            return bn
+
+        def conv(c: int) -> nn.Conv2d:
+            layer = nn.Conv2d(c, c_out, kernel_size=3, padding="same", bias=False)
+            with torch.no_grad():  # start as the identity on the first channels (Dirac init)
+                nn.init.dirac_(layer.weight[: min(c, c_out)])
+            return layer
+
+        super().__init__(conv(c_in), nn.MaxPool2d(2), norm(), nn.GELU(), conv(c_out), norm(), nn.GELU())
+
+
+class AirNet(nn.Module):
+    """A small fast CIFAR-10 network after Keller Jordan's airbench94 (2024), at reduced width.
+
+    Layout (``widths = (a, b, c)``; spatial size for 32x32 inputs)::
+
+        whiten: Conv2d(3, 24, 2x2), frozen (see whiten_init), GELU   31x31
+        group(24 -> a)                                                15x15
+        group(a -> b)                                                 7x7
+        group(b -> c)                                                 3x3
+        max-pool 3x3, flatten                                         c
+        fc: Linear(c, num_classes, bias=False), scores * 1/9
+
+    The default ``(32, 128, 128)`` is half airbench94's width: about a quarter of its
+    compute, which a 2-core CPU turns into about 150 s an epoch.
+    """
+
+    def __init__(self, num_classes: int = 10, widths: Sequence[int] = (32, 128, 128),
+                 bn_momentum: float = 0.4, logit_scale: float = 1 / 9) -> None:
+        super().__init__()
+        a, b, c = widths
+        self.whiten = nn.Conv2d(3, 24, kernel_size=2, padding=0, bias=True)
+        self.whiten.weight.requires_grad_(False)
+        self.features = nn.Sequential(
+            nn.GELU(), _ConvGroup(24, a, bn_momentum), _ConvGroup(a, b, bn_momentum),
+            _ConvGroup(b, c, bn_momentum), nn.MaxPool2d(3), nn.Flatten(),
+        )
+        self.fc = nn.Linear(c, num_classes, bias=False)
+        self.logit_scale = logit_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(self.whiten(x))) * self.logit_scale
+
+
+def tta_scores(model: nn.Module, x: torch.Tensor, level: int = 2) -> torch.Tensor:
+    """Scores averaged over test-time augmentations: 0 none, 1 the mirror image, 2 also shifts.
+
+    Level 2 (airbench's) weighs the image and its mirror by 1/2, and the two diagonal
+    one-pixel shifts (reflect-padded), each with its mirror, by 1/4 each.
+    """
+    def mirrored(z: torch.Tensor) -> torch.Tensor:
+        return 0.5 * model(z) + 0.5 * model(z.flip(-1))
+
+    if level == 0:
+        return model(x)
+    if level == 1:
+        return mirrored(x)
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    h, w = x.shape[-2:]
+    shifted = 0.5 * mirrored(padded[..., :h, :w]) + 0.5 * mirrored(padded[..., 2:, 2:])
+    return 0.5 * mirrored(x) + 0.5 * shifted
+
+
+@dataclass(frozen=True)
+class AirRecipe:
+    """Hyperparameters of :func:`fit_air` (airbench94's, per 1,024 examples; see its paper)."""
+
+    batch_size: int = 1024
+    lr: float = 11.5
+    momentum: float = 0.85
+    weight_decay: float = 0.0153
+    bias_scaler: float = 64.0
+    label_smoothing: float = 0.2
+    whiten_bias_epochs: int = 3
+    translate: int = 2
+
+
+def fit_air(
+    model: AirNet,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_epochs: float,
+    *,
+    recipe: AirRecipe = AirRecipe(),
+    test: tuple[torch.Tensor, torch.Tensor] | None = None,
+    seed: int = 0,
+    log: Callable[[str], None] | None = print,
+) -> list[EpochLog]:
+    """Train an :class:`AirNet` on uint8 ``images`` with airbench94's recipe; one log per epoch.
+
+    * the whitening layer is fitted to 5,000 training images (:func:`whiten_init`) and stays
+      frozen; its bias trains for the first ``whiten_bias_epochs`` epochs;
+    * every epoch shifts each image by up to ``translate`` pixels (reflect padding) and
+      flips *alternate* halves: a random half in the first epoch, then the other half, and so on;
+    * SGD with Nesterov momentum on the summed, label-smoothed loss; the learning rate rises
+      from 0.2x to its peak over the first 23% of steps and falls to 0.07x; BatchNorm biases
+      get ``bias_scaler`` times the learning rate;
+    * every 5 steps the weights move to an exponential average of themselves (lookahead),
+      and at the end they are the average.
+
+    ``num_epochs`` may be fractional. Evaluation (``test``, uint8 images and labels) runs
+    after each epoch, without test-time augmentation, and is not counted in ``seconds``.
+    """
+    device = next(model.parameters()).device
+    x = normalize(images.to(device)).contiguous(memory_format=torch.channels_last)
+    y = labels.to(device)
+    pad = recipe.translate
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    whiten_init(model.whiten, x[:5000])
+    model.to(memory_format=torch.channels_last)
+
+    kilostep = 1024 * (1 + 1 / (1 - recipe.momentum))  # airbench's units: per 1,024 examples
+    lr, wd = recipe.lr / kilostep, recipe.weight_decay * recipe.batch_size / kilostep
+    lr_bias = lr * recipe.bias_scaler
+    biases = [m.bias for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    others = [p for p in model.parameters() if p.requires_grad and all(p is not b for b in biases)]
+    optimizer = torch.optim.SGD([dict(params=biases, lr=lr_bias, weight_decay=wd / lr_bias),
+                                 dict(params=others, lr=lr, weight_decay=wd / lr)],
+                                momentum=recipe.momentum, nesterov=True)
+    steps_per_epoch = len(x) // recipe.batch_size
+    total = max(1, math.ceil(steps_per_epoch * num_epochs))
+    peak = int(0.23 * total)
+
+    def schedule(step: int) -> float:
+        if step < peak:
+            return 0.2 + 0.8 * step / peak
+        return 1.0 - 0.93 * (step - peak) / max(1, total - peak)
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing, reduction="sum")
+    average = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def lookahead(decay: float) -> None:
+        with torch.no_grad():
+            for (_, avg), current in zip(average.items(), model.state_dict().values(), strict=True):
+                if current.is_floating_point():
+                    avg.lerp_(current, 1 - decay)
+                    current.copy_(avg)
+
+    generator = torch.Generator().manual_seed(seed)
+    flip_first = torch.rand(len(x), generator=generator) < 0.5
+    grid, channels = torch.arange(x.shape[-1]), torch.arange(x.shape[1])[None, :, None, None]
+    history: list[EpochLog] = []
+    step, trained = 0, 0.0
+    for epoch in range(math.ceil(num_epochs)):
+        start = time.perf_counter()
+        model.train()
+        model.whiten.bias.requires_grad_(epoch < recipe.whiten_bias_epochs)
+        order = torch.randperm(len(x), generator=generator)
+        shifts = torch.randint(0, 2 * pad + 1, (len(x), 2), generator=generator)
+        flips = flip_first ^ bool(epoch % 2)
+        total_loss, correct, seen = 0.0, 0, 0
+        for batch in range(steps_per_epoch):
+            index = order[batch * recipe.batch_size:(batch + 1) * recipe.batch_size]
+            rows = (grid + shifts[index, :1])[:, None, :, None]
+            cols = grid + shifts[index, 1:]
+            cols = torch.where(flips[index, None], cols.flip(1), cols)[:, None, None, :]
+            xb = padded[index[:, None, None, None].to(device), channels.to(device), rows.to(device),
+                        cols.to(device)].contiguous(memory_format=torch.channels_last)
+            yb = y[index.to(device)]
+            scores = model(xb)
+            loss = loss_fn(scores, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            total_loss += float(loss.detach())
+            correct += int((scores.argmax(1) == yb).sum())
+            seen += len(yb)
+            if step % 5 == 0:
+                lookahead(0.95 ** 5 * (step / total) ** 3)
+            if step >= total:
+                lookahead(1.0)
+                break
+        trained += time.perf_counter() - start
+        test_acc = None
+        if test is not None:
+            test_acc = evaluate(model, TensorLoader(*test, batch_size=1000, device=device, channels_last=True))
+        history.append(EpochLog(epoch + 1, trained, total_loss / seen, correct / seen, test_acc))
+        if log is not None:
+            log(f"epoch {epoch + 1}/{math.ceil(num_epochs)}: {trained:6.1f} s, loss {total_loss / seen:.3f}, "
+                f"train acc {correct / seen:.1%}" + ("" if test_acc is None else f", test acc {test_acc:.1%}"))
+        if step >= total:
+            break
+    return history

@@ -195,6 +195,50 @@ def test_evaluate_uses_eval_mode_no_grad_and_restores_the_mode():
     assert preds.tolist() == [0, 1, 2, 2, 1] and labels.tolist() == y.tolist()
 
 
+# --------------------------------------------------------------------------- the fast recipe
+
+
+def test_whiten_init_decorrelates_the_patches():
+    """The first half of the filters maps 2x2 patches to uncorrelated unit-variance features."""
+    x = cifar.normalize(_images(64, 12, 12)).add(torch.linspace(0, 1, 12))  # correlated pixels
+    conv = nn.Conv2d(3, 24, kernel_size=2, bias=False)
+    cifar.whiten_init(conv, x, eps=0.0)
+    features = conv(x)[:, :12].permute(0, 2, 3, 1).reshape(-1, 12).double()
+    covariance = features.T @ features / len(features)
+    assert torch.allclose(covariance, torch.eye(12, dtype=torch.float64), atol=1e-3)
+    assert torch.equal(conv.weight[12:], -conv.weight[:12])
+    with pytest.raises(ValueError, match="needs 24 output channels"):
+        cifar.whiten_init(nn.Conv2d(3, 16, kernel_size=2), x)
+
+
+def test_airnet_shape_frozen_parts_and_tta():
+    model = cifar.AirNet(widths=(4, 8, 8)).eval()
+    x = torch.randn(5, 3, 32, 32)
+    assert model(x).shape == (5, 10)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert "whiten.weight" in frozen and all("weight" in n for n in frozen)
+    with torch.no_grad():
+        assert torch.allclose(cifar.tta_scores(model, x, level=0), model(x))
+        flipped = cifar.tta_scores(model, x.flip(-1), level=1)
+        assert torch.allclose(cifar.tta_scores(model, x, level=1), flipped, atol=1e-5)  # mirror-symmetric
+        assert cifar.tta_scores(model, x, level=2).shape == (5, 10)
+
+
+def test_fit_air_learns_and_logs_every_epoch():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 2, (512,), generator=g)
+    images = (torch.randint(0, 100, (512, 3, 32, 32), generator=g) + 150 * labels.view(-1, 1, 1, 1)).to(torch.uint8)
+    lines: list[str] = []
+    model = cifar.AirNet(num_classes=2, widths=(4, 8, 8))
+    history = cifar.fit_air(model, images, labels, 2, recipe=cifar.AirRecipe(batch_size=64),
+                            test=(images[:128], labels[:128]), log=lines.append)
+    assert [h.epoch for h in history] == [1, 2] and len(lines) == 2
+    assert history[-1].test_acc > 0.9
+    half = cifar.fit_air(cifar.AirNet(num_classes=2, widths=(4, 8, 8)), images, labels, 0.5,
+                         recipe=cifar.AirRecipe(batch_size=64), log=None)
+    assert len(half) == 1  # a fractional epoch stops after its share of the steps
+
+
 # --------------------------------------------------------------------------- real data and missing data
 
 
