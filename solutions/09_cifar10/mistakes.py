@@ -726,3 +726,28 @@ def train_my_model(model, x_train, y_train, time_limit):
             scheduler.step()
 '''}},
 }
+
+#: Cheaper correct answers that the round trip puts into every submission that does not replace
+#: these cells itself (all but "correct", which keeps the reference, and "untouched"). The
+#: open-ended exercise's reference recipe trains for about 40 s; the dozen submissions that test
+#: other cells only need an answer that honestly reaches the fast-mode target, so this one trains a
+#: small convnet for two passes over the training images (a few seconds), and must keep its points.
+STAND_INS = {
+    "open": '''
+def build_my_model():
+    return nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(4),
+                         nn.Flatten(), nn.Linear(32 * 8 * 8, 10))
+
+
+def train_my_model(model, x_train, y_train, time_limit):
+    loader = cifar.TensorLoader(x_train, y_train, batch_size=100, shuffle=True, device=device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    model.train()
+    for _ in range(2):
+        for x, y in loader:
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+''',
+}

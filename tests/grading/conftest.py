@@ -89,14 +89,27 @@ def alternative_packs(assignment: str) -> dict[str, list[str]]:
     return {f"alternatives-{index}": names for index, (_, names) in enumerate(packs, start=1)}
 
 
+def load_stand_ins(assignment: str) -> dict[str, str]:
+    """The STAND_INS table: cheaper correct answers for cells a submission does not test."""
+    return dict(getattr(_catalogue_module(assignment), "STAND_INS", {}))
+
+
 def _write_submissions(course: Path, assignment: str) -> list[str]:
-    """correct, untouched, one per mistakes.py entry, and the packs of ALTERNATIVES; the students."""
+    """correct, untouched, one per mistakes.py entry, and the packs of ALTERNATIVES; the students.
+
+    Every submission but "correct" and "untouched" answers the cells it does not replace with
+    the STAND_INS where there are some (so "correct" alone pays for the reference's slow cells).
+    """
     release_dir = course / "release" / assignment
     students: dict[str, dict[str, str] | None] = {"correct": {}, "untouched": None}
     students.update({name: m["replace"] for name, m in load_mistakes(assignment).items()})
     alternatives = load_alternatives(assignment)
     for student, names in alternative_packs(assignment).items():
         students[student] = {cell: code for name in names for cell, code in alternatives[name]["replace"].items()}
+    stand_ins = load_stand_ins(assignment)
+    for student, replace in students.items():
+        if replace and student != "correct":
+            students[student] = {**stand_ins, **replace}
     for nb_path in sorted(release_dir.glob("*.ipynb")):
         release_nb = nbformat.read(nb_path, as_version=4)
         solution_nb = nbformat.read(course / "source" / assignment / nb_path.name, as_version=4)

@@ -62,7 +62,7 @@ def test_student_notebooks_hold_no_solutions_or_hidden_tests():
 def test_mistake_tables_name_real_cells():
     """Does every mistakes.py entry replace real solution cells and name real graded cells?"""
     from course_utils.grader.sample import solution_code
-    from tests.grading.conftest import load_alternatives, load_mistakes
+    from tests.grading.conftest import load_alternatives, load_mistakes, load_stand_ins
 
     for name in ASSIGNMENTS:
         nb = nbformat.read(ROOT / "solutions" / name / f"{name}.ipynb", as_version=4)
@@ -75,3 +75,4 @@ def test_mistake_tables_name_real_cells():
             assert set(mistake.get("says", {})) <= every, f"{name}/{student}: 'says' names unknown cells"
         for entry, alternative in load_alternatives(name).items():
             assert set(alternative["replace"]) <= solutions, f"{name}/{entry}: unknown solution cells"
+        assert set(load_stand_ins(name)) <= solutions, f"{name}: STAND_INS for unknown solution cells"
