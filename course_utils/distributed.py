@@ -198,7 +198,7 @@ def _run_once(cmd: list[str], run_env: dict[str, str], timeout: float, echo: boo
             "reaches: every rank must run the same collectives in the same order.\n"
             + _tail(lines)
         ) from None
-    reader.join(timeout=5)
+    reader.join(timeout=60)  # the rest of the output, still in the pipe on a busy machine
     if proc.returncode != 0:
         error = LaunchError(f"torchrun failed (exit code {proc.returncode}).\n" + _tail(lines))
         text = "\n".join(lines)  # a rank that exited with an error of its own is the code's failure
