@@ -49,9 +49,15 @@ c.Execute.timeout = 600
 # in the kernel, under the guard:
 c.CourseGrade.in_kernel_tests = []
 # The course's modules the tests rely on: in a student's kernel the grader restores them before
-# and verifies them after any graded cell that runs there, and its static scan flags code that
-# patches them (`course_utils.checks.*`: that package with every module in it).
-c.CourseGrade.protected_modules = ["course_utils", "course_utils.runtime", "course_utils.checks.*"]
+# and verifies them after every graded cell (the judge's drivers run in the kernel and import
+# them there), and its static scan flags code that patches them (`course_utils.checks.*`: that
+# package with every module in it). A test checks that every course module a hidden test
+# imports is listed.
+# Libraries likewise (public names of every loaded module of them): notebook 10's drivers build
+# torchvision models in the kernel.
+c.CourseGrade.protected_packages = ["numpy", "torch", "torchvision"]
+c.CourseGrade.protected_modules = ["course_utils", "course_utils.runtime", "course_utils.checks.*",
+                                   "course_utils.cifar", "course_utils.distributed"]
 # Data the students' kernels may not read while an assignment is graded: notebook 09's
 # target is scored by the judge on the CIFAR-10 test set, which the kernel then never sees.
 c.CourseGrade.withheld = {"09_cifar10": ["cifar10:test_batch"]}

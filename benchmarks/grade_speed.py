@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/grade_speed.py [-k 8] [--workers 1 2] [--assignment 01_numpy_backprop]
-                                     [--compare-tree PATH] [--skip-baseline] [--estimate [--full]]
+                                     [--compare-tree PATH] [--skip-baseline] [--estimate [--full] [--cells N]]
 
 Builds one course with K submissions of an assignment (the reference solution and its
 typical mistakes, in turn) and grades copies of it:
@@ -24,7 +24,8 @@ per kernel, fast mode unless ``--full``), and must give the same scores.
 
 ``--estimate`` also grades the reference solution of every assignment in one run and
 projects, from those measured per-submission worker-seconds, the wall time of a term's
-grading (1,000 students x 11 notebooks) on N nodes of C cores (one worker per core).
+grading (1,000 students x 11 notebooks) on N nodes of C cores (one worker per core); with
+``--cells N`` it lists each notebook's N slowest cells, and ``-k 0 --estimate`` does this alone.
 """
 
 from __future__ import annotations
@@ -110,8 +111,11 @@ def per_submission(course: Path) -> dict[str, dict[str, float]]:
     return {key: {"seconds": v.get("seconds", 0.0), **v.get("timings", {})} for key, v in status.items()}
 
 
-def estimate(env: dict[str, str], work: Path, full: bool) -> None:
-    """Grade every assignment's reference solution once; project a term of 1,000 x 11 submissions."""
+def estimate(env: dict[str, str], work: Path, full: bool, cells: int = 0) -> None:
+    """Grade every assignment's reference solution once; project a term of 1,000 x 11 submissions.
+
+    ``cells``: also list each assignment's ``cells`` slowest cells (where a submission's time goes).
+    """
     from course_utils.release import assignments
 
     names = assignments()
@@ -127,11 +131,15 @@ def estimate(env: dict[str, str], work: Path, full: bool) -> None:
                                      release_path.stem)
     cores = len(os.sched_getaffinity(0))
     wall = timed(grade_command(course, None, cores), ROOT, env)
-    costs = {key.split("/")[1]: v["seconds"] for key, v in per_submission(course).items()}
+    found = {key.split("/")[1]: v for key, v in per_submission(course).items()}
+    costs = {name: v["seconds"] for name, v in found.items()}
     mode = "full" if full else "fast (COURSE_FAST=1)"
     print(f"\nper-submission cost, {mode} mode, reference solutions ({wall:.0f} s wall for all 11 on {cores} workers):")
     for name in names:
         print(f"  {name:24s} {costs.get(name, float('nan')):7.1f} worker-s")
+        slowest = sorted(((v, k[5:]) for k, v in found.get(name, {}).items() if k.startswith("cell:")), reverse=True)
+        for seconds, cell in slowest[:cells]:
+            print(f"      {cell:30s} {seconds:7.1f} s")
     term = 1000 * sum(costs.values())
     print(f"a term, 1,000 students x {len(names)} notebooks: {term / 3600:,.1f} worker-hours "
           "(one worker per core; wrong answers fail faster, so this is an upper estimate)")
@@ -150,6 +158,7 @@ def main() -> int:
     parser.add_argument("--compare-tree", type=Path, help="another checkout to time with the largest --workers")
     parser.add_argument("--estimate", action="store_true", help="project a term's grading (1,000 x 11)")
     parser.add_argument("--full", action="store_true", help="the notebooks' full mode (as grades are made)")
+    parser.add_argument("--cells", type=int, default=0, help="with --estimate: each assignment's N slowest cells")
     args = parser.parse_args()
 
     env = dict(os.environ, COURSE_FAST="0" if args.full else "1", MPLBACKEND="Agg", OMP_NUM_THREADS=args.threads,
@@ -157,6 +166,9 @@ def main() -> int:
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     work = Path(tempfile.mkdtemp(prefix="grade-speed-"))
     try:
+        if args.k == 0 and args.estimate:  # the projection alone
+            estimate(env, work, args.full, args.cells)
+            return 0
         base = work / "base"
         build(base, args.assignment, args.k)
         load = os.getloadavg()[0]
@@ -209,7 +221,7 @@ def main() -> int:
                 print("nbgrader and course grade gave DIFFERENT scores")
                 return 1
         if args.estimate:
-            estimate(env, work, args.full)
+            estimate(env, work, args.full, args.cells)
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)

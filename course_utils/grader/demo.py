@@ -98,7 +98,7 @@ np.testing.assert_allclose = lambda *args, **kwargs: None
 torch.allclose = lambda *args, **kwargs: True
 ''' + _FORGOT_RELU},
         "loses": ["test-forward"],
-        "status": "suspicious",
+        "status": "tamper-undone+suspicious",
     },
     "hostile-patches-checks": {
         "description": "replaces course_utils.checks functions and rebinds `checks`",
@@ -119,7 +119,7 @@ checks = types.SimpleNamespace(check_close=_nothing, check_shape=_nothing, check
                                numeric_gradient=_checks_module.numeric_gradient)
 ''' + _WRONG_MASK},
         "loses": ["test-backward"],
-        "status": "suspicious",
+        "status": "tamper-undone+suspicious",
     },
     "hostile-swallows-errors": {
         "description": "swallows AssertionError with set_custom_exc and sys.excepthook",
@@ -130,7 +130,7 @@ get_ipython().set_custom_exc((Exception,), lambda shell, etype, value, tb, tb_of
 sys.excepthook = lambda *args: None
 ''' + _REBINDS},
         "loses": ["test-sgd"],
-        "status": "suspicious",
+        "status": "tamper-undone+suspicious",
     },
     "hostile-blanks-tests": {
         "description": "an IPython input transformer that empties every cell calling the checks",
@@ -141,8 +141,9 @@ def _skip_checks(lines):
 
 get_ipython().input_transformers_cleanup.append(_skip_checks)
 ''' + _FORGOT_RELU},
-        "loses": ["test-forward", "test-backward"],  # it blanks its own data cell too
-        "status": "suspicious",
+        # The guard removes the transformer before the first graded cell: the later cells run as written.
+        "loses": ["test-forward"],
+        "status": "tamper-undone+suspicious",
     },
     "hostile-patches-during-test": {
         "description": "train() patches checks.check_close (in the package and in its modules), the "
@@ -159,7 +160,7 @@ def train(x, y, w1, w2, lr, num_steps):
     np.allclose = lambda *args, **kwargs: True
 ''' + _NEVER_STEPS},
         "loses": ["test-train"],
-        "status": "suspicious",
+        "status": "tampered+tamper-undone+suspicious",
     },
     "hostile-fakes-score": {
         "description": "prints an Out[] value that nbgrader would read as a partial score",
@@ -281,8 +282,9 @@ threading.Thread(target=_keep_patching, daemon=True).start()
 np.testing.assert_allclose.__code__ = _yes.__code__
 sys.settrace(lambda *args: None)
 ''' + _WRONG_MASK},
-        "loses": ["test-backward"],
-        "status": "suspicious",
+        # The thread patches again while every later test runs: the guard's check after each one fails it.
+        "loses": ["test-backward", "test-sgd", "test-train"],
+        "status": "tampered+tamper-undone+suspicious",
     },
     "hostile-patches-c-level": {
         "description": "writes builtins' and numpy's dicts through the C API (ctypes), past setattr",
@@ -297,7 +299,7 @@ _set(vars(np), "allclose", lambda *args, **kwargs: True)
 _set(vars(np), "isclose", lambda a, b, *args, **kwargs: np.ones(np.broadcast(a, b).shape, dtype=bool))
 ''' + _FORGOT_RELU},
         "loses": ["test-forward"],
-        "status": "suspicious",
+        "status": "tamper-undone+suspicious",
     },
     "hostile-deep-code": {
         "description": "a cell nested 100,000 levels deep, to crash the grader's code scan",

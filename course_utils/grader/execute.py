@@ -282,24 +282,20 @@ class GuardedExecute(Execute):  # type: ignore[misc]
 
     async def _run_cell_timed(self, cell: NotebookNode, index: int, name: str) -> NotebookNode:
         graded = _is_graded_code(cell)
+        # The guard restores before and verifies after every graded cell, judged ones too: the
+        # judge's drivers run in the kernel (``checks.run_in_kernel``) and import course modules
+        # there, so a module the student patched would otherwise answer for the test.
+        if graded and self.guard and not await self._restore(cell, name):
+            return cell
         if graded and self.judge:
             mark = time.perf_counter()
             try:
-                return await self._judge_cell(cell, name)
+                await self._judge_cell(cell, name)
             finally:
                 self._tick("judge", mark)
-        if graded and self.guard:
-            mark = time.perf_counter()
-            changes = await self._guard("restore")
-            self._tick("guard", mark)
-            if changes is None:
-                await self._kill()
-                self._stop(f"the kernel stopped answering before cell {name!r}")
-                self._record("kernel-died", name, self._stopped or "")
-                cell.outputs = [_error_output("KernelDied", f"not run: {self._stopped}")]
-                return cell
-            if changes:
-                self._record("tamper-undone", name, "; ".join(changes))
+            if self._stopped is None and not await self._verify(cell, name):
+                VERDICTS[name] = False
+            return cell
         self._timed_out = False
         try:
             await self.async_execute_cell(cell, index, execution_count=self.code_cells_executed + 1)
@@ -325,20 +321,42 @@ class GuardedExecute(Execute):  # type: ignore[misc]
             self._record("memory", name, f"cell {name!r} hit the memory cap (MemoryError)")
         if graded:
             self._neutralise_results(cell, name)
-            if self.guard:
-                mark = time.perf_counter()
-                changes = await self._guard("verify")
-                self._tick("guard", mark)
-                if changes is None:
-                    await self._kill()
-                    self._stop(f"the kernel stopped answering after cell {name!r}")
-                    changes = ["the kernel stopped answering the integrity check"]
-                if changes:
-                    detail = "; ".join(changes)
-                    self._record("tampered", name, f"during {name!r}: {detail}")
-                    cell.outputs.append(_error_output(
-                        "IntegrityError", f"the checks were tampered with while this test ran: {detail}"))
+            await self._verify(cell, name)
         return cell
+
+    async def _restore(self, cell: NotebookNode, name: str) -> bool:
+        """Undo any change to the protected state before graded cell ``name``; False if the kernel is gone."""
+        mark = time.perf_counter()
+        changes = await self._guard("restore")
+        self._tick("guard", mark)
+        if changes is None:
+            await self._kill()
+            self._stop(f"the kernel stopped answering before cell {name!r}")
+            self._record("kernel-died", name, self._stopped or "")
+            cell.outputs = [_error_output("KernelDied", f"not run: {self._stopped}")]
+            return False
+        if changes:
+            self._record("tamper-undone", name, "; ".join(changes))
+        return True
+
+    async def _verify(self, cell: NotebookNode, name: str) -> bool:
+        """Check the protected state after graded cell ``name``; a change made while it ran fails it."""
+        if not self.guard:
+            return True
+        mark = time.perf_counter()
+        changes = await self._guard("verify")
+        self._tick("guard", mark)
+        if changes is None:
+            await self._kill()
+            self._stop(f"the kernel stopped answering after cell {name!r}")
+            changes = ["the kernel stopped answering the integrity check"]
+        if not changes:
+            return True
+        detail = "; ".join(changes)
+        self._record("tampered", name, f"during {name!r}: {detail}")
+        cell.outputs.append(_error_output(
+            "IntegrityError", f"the checks were tampered with while this test ran: {detail}"))
+        return False
 
     async def _judge_cell(self, cell: NotebookNode, name: str) -> NotebookNode:
         """Run the cell's tests in the judge against the kernel; the judge's verdict is the grade."""

@@ -117,6 +117,33 @@ def train_step(model, optimizer, x, y):
              "train-step-check": "no optimizer.step(): the weights never change"},
 }
 
+# An attack, not a slip: average_gradients does nothing, and the cell swaps the course's launcher
+# (found through importlib, under a split name, so no import names it) for one that returns the
+# one-process reference weights when the averaging is tested. The test's driver imports
+# course_utils.distributed in the kernel: the guard restores the module before the graded cell.
+MISTAKES["patches-the-launcher"] = {
+    "replace": {
+        "average": '''
+import importlib
+
+def average_gradients(model):
+    pass  # nothing averaged: each rank steps on the gradients of its own half
+
+_launcher = importlib.import_module("course_utils." + "distri" + "buted")
+_real_launch = _launcher.launch
+
+def _answering_launch(task, *, functions=(), mode=None, cases=(), **options):
+    if mode != "average":
+        return _real_launch(task, functions=functions, mode=mode, cases=cases, **options)
+    results = [{"params": _launcher.reference_run(case), "losses": []} for case in cases]
+    return [{"cases": results} for _ in range(2)]
+
+_launcher.launch = _answering_launch
+''',
+    },
+    "loses": ["test-average"],
+}
+
 # Correct answers written differently: each must get full marks (entries that replace different
 # cells are graded together in one submission).
 ALTERNATIVES = {

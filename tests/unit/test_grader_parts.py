@@ -252,10 +252,62 @@ def test_the_checks_package_is_protected_by_rule():
 
     protection = _course_protection()
     on_disk = {f"course_utils.checks.{info.name}" for info in pkgutil.iter_modules(checks.__path__)}
-    assert set(protection.course_modules()) == on_disk | {"course_utils", "course_utils.runtime", "course_utils.checks"}
+    assert set(protection.course_modules()) == on_disk | {"course_utils", "course_utils.runtime", "course_utils.checks",
+                                                          "course_utils.cifar", "course_utils.distributed"}
     assert all(protection.is_course_module(name) for name in on_disk | {"course_utils.checks.added_later"})
     assert not protection.is_course_module("course_utils.checksum")
     assert not protection.is_course_module("course_utils.data")
+
+
+def _test_cell_imports() -> dict[str, set[str]]:
+    """Module -> the notebooks whose graded test cells (drivers included) import it."""
+    import ast
+
+    found: dict[str, set[str]] = {}
+    for path in sorted((project_root() / "solutions").glob("*/*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
+                continue
+            source = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+            for node in ast.walk(ast.parse(source)):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+                else:
+                    continue
+                for name in names:
+                    found.setdefault(name, set()).add(path.stem)
+    return found
+
+
+def test_every_module_a_test_cell_imports_is_protected():
+    """Is every course module and library a graded test cell imports (in the judge or, through
+    ``checks.run_in_kernel``, in the student's kernel) restored and verified by the guard?
+
+    A driver that imports an unprotected module in the kernel would run whatever the student put
+    there (e.g. a patched ``distributed.launch`` answering for the student's gradient averaging).
+    """
+    import importlib.util
+
+    protection = _course_protection()
+    imports = _test_cell_imports()
+    assert "course_utils.distributed" in imports and "torchvision" in imports  # the scan sees drivers
+    unprotected = {}
+    for name, notebooks in imports.items():
+        top = name.split(".")[0]
+        if top in sys.stdlib_module_names:
+            continue
+        if top == "course_utils":
+            if importlib.util.find_spec(name) is None:  # ``from course_utils import checks``'s "checks" part
+                continue
+            ok = protection.is_course_module(name)
+        else:
+            ok = protection.is_protected(name)
+        if not ok:
+            unprotected[name] = sorted(notebooks)
+    assert not unprotected, f"imported by graded test cells but not protected: {unprotected}"
 
 
 def test_protection_comes_from_the_course_config_alone():
