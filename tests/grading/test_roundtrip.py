@@ -30,6 +30,23 @@ def test_scores_are_exact(round_trip, assignment):
 
 
 @pytest.mark.parametrize("assignment", assignments())
+def test_the_reference_runs_without_an_error_under_the_grader(round_trip, assignment):
+    """Does every cell of the graded reference solution run cleanly in the grader's locked kernel?
+
+    A lesson cell that fails only there (a cache it may not write, data it may not read) costs
+    no points, but every student's feedback would show its error.
+    """
+    import nbformat
+
+    trip = round_trip(assignment)
+    (notebook,) = (trip.course / "autograded" / "correct" / assignment).glob("*.ipynb")
+    errors = [(c.metadata.get("nbgrader", {}).get("grade_id", i), f"{o.ename}: {o.evalue}"[:300])
+              for i, c in enumerate(nbformat.read(notebook, as_version=4).cells)
+              for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, f"cells of the reference that fail under the grader: {errors}"
+
+
+@pytest.mark.parametrize("assignment", assignments())
 def test_correct_alternatives_get_full_marks(round_trip, assignment):
     """Does every correct answer written differently (ALTERNATIVES) keep every point?"""
     trip = round_trip(assignment)
