@@ -106,9 +106,10 @@ def grade_command(course: Path, assignment: str | None, workers: int) -> list[st
 
 
 def per_submission(course: Path) -> dict[str, dict[str, float]]:
-    """status.json's worker-seconds and timings per submission (``student/assignment``)."""
+    """status.json's worker-seconds and timings per submission (``student/assignment``); cells as ``cell:NAME``."""
     status = json.loads((course / "autograded" / ".course_grade" / "status.json").read_text())
-    return {key: {"seconds": v.get("seconds", 0.0), **v.get("timings", {})} for key, v in status.items()}
+    return {key: {"seconds": v.get("seconds", 0.0), **v.get("timings", {}),
+                  **{f"cell:{cell}": s for cell, s in v.get("cells", {}).items()}} for key, v in status.items()}
 
 
 def estimate(env: dict[str, str], work: Path, full: bool, cells: int = 0) -> None:

@@ -117,26 +117,10 @@ def _generate_assignment(root: Path, name: str, release_dir: Path) -> None:
     The same converter and course configuration as the command line, without an interpreter
     start-up (and its imports) per assignment. Raises :class:`RuntimeError` with nbgrader's errors.
     """
-    from nbgrader.converters import GenerateAssignment
-    from nbgrader.coursedir import CourseDirectory
-
     from course_utils.grader.config import load_config
-    from course_utils.grader.logs import quiet_logs
+    from course_utils.grader.gradebook import generate_assignment
 
-    cfg = load_config(root)
-    cfg.CourseDirectory.root = str(root)
-    cfg.CourseDirectory.release_directory = str(release_dir)
-    cfg.CourseDirectory.assignment_id = name
-    cfg.GenerateAssignment.no_database = True
-    cfg.SaveCells.enabled = False  # what --no-db sets: nothing is written to a gradebook
-    converter = GenerateAssignment(coursedir=CourseDirectory(config=cfg), config=cfg)
-    converter.force = True
-    with quiet_logs() as capture:
-        try:
-            converter.start()
-        except Exception as err:  # noqa: BLE001 - nbgrader's reasons are in its log
-            reasons = "\n".join(capture.messages) or f"{type(err).__name__}: {err}"
-            raise RuntimeError(f"nbgrader generate_assignment {name} failed:\n{reasons}") from err
+    generate_assignment(load_config(root), root, name, release_dir, database=False)
 
 
 def release(

@@ -15,6 +15,7 @@ __all__ = ["add_arguments", "run"]
 EPILOG = """\
 examples:
   course grade --demo                 grade the bundled sample submissions, print the table
+  course grade --demo -s correct -s hostile-patches-numpy      only these samples of the demo
   course grade                        grade submitted/ in this repository (nbgrader layout)
   course grade path/to/course -a 01_numpy_backprop --workers 4 --force
 
@@ -34,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_flags(p)
     p.add_argument("--details", action="store_true", help="print every status detail")
     p.add_argument("--demo", action="store_true",
-                   help="grade the bundled sample submissions (correct, typical mistakes, hostile)")
+                   help="grade the bundled sample submissions (correct, typical mistakes, hostile); "
+                        "with -s, only those samples")
     p.add_argument("--demo-dir", type=Path, default=None,
                    help="where --demo lays out its course (default: a new temporary folder)")
 
@@ -71,9 +73,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.demo:
         assignments = args.assignments or list(demo.DEMO_ASSIGNMENTS)
-        report, expected, problems = demo.run_demo(
-            args.demo_dir, assignments, workers=args.workers, progress=args.progress,
-            scheduler=args.scheduler)
+        try:
+            report, expected, problems = demo.run_demo(
+                args.demo_dir, assignments, workers=args.workers, progress=args.progress,
+                scheduler=args.scheduler, students=args.students)
+        except demo.UnknownSample as err:
+            print(f"course grade --demo: {err}", file=sys.stderr)
+            return 2
         _print_report(report, args.details)
         if problems:
             print("\nNOT AS EXPECTED:\n  " + "\n  ".join(problems), file=sys.stderr)

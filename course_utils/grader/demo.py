@@ -37,6 +37,7 @@ __all__ = [
     "HOSTILE_01",
     "LOCKED_01",
     "Sample",
+    "UnknownSample",
     "build_demo_course",
     "check_report",
     "run_demo",
@@ -501,6 +502,10 @@ def train(x, y, w1, w2, lr, num_steps):
 }
 
 
+class UnknownSample(ValueError):
+    """``course grade --demo -s NAME`` named no sample of the demo."""
+
+
 @dataclass(frozen=True)
 class Sample:
     """One sample submission and what grading it must give."""
@@ -671,15 +676,22 @@ def check_report(report: GradeReport, expected: Sequence[Sample]) -> list[str]:
 
 def run_demo(dest: Path | None = None, assignments: Sequence[str] = DEMO_ASSIGNMENTS, *,
              workers: int | None = None, progress: bool = True, force: bool = True,
-             scheduler: str | None = None,
+             scheduler: str | None = None, students: Sequence[str] | None = None,
              ) -> tuple[GradeReport, list[Sample], list[str]]:
     """Build the demo course (in ``dest`` or a new temporary folder) and grade it.
 
-    Returns the report, the samples and the mismatches (empty when every sample
-    got exactly its expected scores and status).
+    ``students``: grade only these samples (``course grade --demo -s NAME``). Returns the
+    report, the samples graded and the mismatches (empty when every sample got exactly
+    its expected scores and status).
     """
     dest = dest or Path(tempfile.mkdtemp(prefix="course-grade-demo-"))
     expected = build_demo_course(dest, assignments)
+    if students:
+        unknown = sorted(set(students) - {sample.student for sample in expected})
+        if unknown:
+            raise UnknownSample(f"no demo sample is called {', '.join(unknown)}; the samples are "
+                             + ", ".join(sorted({sample.student for sample in expected})))
+        expected = [sample for sample in expected if sample.student in students]
     report = grade(GradeOptions(course_dir=dest, workers=workers, progress=progress, force=force,
-                                scheduler=scheduler))
+                                scheduler=scheduler, students=list(students) if students else None))
     return report, expected, check_report(report, expected)

@@ -51,6 +51,31 @@ def _fast_gradebook_creation() -> None:
     nbgrader.api.get_alembic_version = _alembic_head
 
 
+def generate_assignment(cfg: Config, root: Path, name: str, release_dir: Path, *, database: bool = True) -> None:
+    """nbgrader's ``generate_assignment NAME --force`` with course configuration ``cfg``, in this process.
+
+    The student version goes to ``release_dir``; ``database=False`` is ``--no-db`` (no
+    gradebook is written). Raises :class:`RuntimeError` with nbgrader's own reasons.
+    """
+    from nbgrader.converters import GenerateAssignment
+    from nbgrader.coursedir import CourseDirectory
+
+    cfg.CourseDirectory.root = str(root)
+    cfg.CourseDirectory.release_directory = str(release_dir)
+    cfg.CourseDirectory.assignment_id = name
+    if not database:
+        cfg.GenerateAssignment.no_database = True
+        cfg.SaveCells.enabled = False  # what --no-db sets: nothing is written to a gradebook
+    converter = GenerateAssignment(coursedir=CourseDirectory(config=cfg), config=cfg)
+    converter.force = True
+    with quiet_logs() as capture:
+        try:
+            converter.start()
+        except Exception as err:  # noqa: BLE001 - nbgrader's reasons are in its log
+            reasons = "\n".join(capture.messages) or f"{type(err).__name__}: {err}"
+            raise RuntimeError(f"nbgrader generate_assignment {name} failed:\n{reasons}") from err
+
+
 def generate(course_dir: Path, assignments: Iterable[str], *, force: bool = False,
              release_dir: Path | None = None) -> list[str]:
     """Put assignments into the gradebook with nbgrader's GenerateAssignment.
@@ -61,8 +86,6 @@ def generate(course_dir: Path, assignments: Iterable[str], *, force: bool = Fals
     own release is never rewritten). Returns the assignments generated.
     """
     from nbgrader.api import Gradebook, MissingEntry
-    from nbgrader.converters import GenerateAssignment
-    from nbgrader.coursedir import CourseDirectory
 
     _fast_gradebook_creation()
     course = open_course(course_dir)
@@ -82,16 +105,8 @@ def generate(course_dir: Path, assignments: Iterable[str], *, force: bool = Fals
                 todo.append(name)
     for name in todo:
         with tempfile.TemporaryDirectory() as scratch:
-            release = str(release_dir) if release_dir is not None else scratch
-            cfg = Config(course.config)
-            cfg.CourseDirectory.root = str(course.root)
-            cfg.CourseDirectory.release_directory = release
-            cfg.CourseDirectory.assignment_id = name
-            cd = CourseDirectory(config=cfg)
-            converter = GenerateAssignment(coursedir=cd, config=cfg)
-            converter.force = True
-            with quiet_logs():
-                converter.start()
+            generate_assignment(Config(course.config), course.root, name,
+                                release_dir if release_dir is not None else Path(scratch))
         hashes[name] = source_hash(course.source / name)
     if todo:
         write_json(hashes_path, hashes)

@@ -233,7 +233,8 @@ class _Run:
         row.timings = dict(result.get("timings", {}))
         self.statuses[f"{student}/{name}"].update(
             {"codes": row.codes, "details": row.details, "seconds": row.seconds,
-             "timings": {k: v for k, v in row.timings.items() if not k.startswith("cell:")}})
+             "timings": {k: v for k, v in row.timings.items() if not k.startswith("cell:")},
+             "cells": {k[5:]: v for k, v in row.timings.items() if k.startswith("cell:")}})
         self.rows[(student, name)] = row
 
 

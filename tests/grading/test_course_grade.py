@@ -285,3 +285,10 @@ def test_cli_wires_the_grade_command():
 
     args = build_parser().parse_args(["grade", "--demo", "--workers", "2"])
     assert args.func is command.run and args.demo and args.workers == 2
+
+
+def test_demo_names_the_samples_when_asked_for_one_it_lacks(tmp_path):
+    """Does ``course grade --demo -s NAME`` with an unknown NAME say which samples exist, before grading?"""
+    with pytest.raises(demo.UnknownSample, match="no demo sample is called nobody; the samples are .*hostile-exits"):
+        demo.run_demo(tmp_path / "demo", [A], students=["nobody", "correct"], progress=False)
+    assert not list((tmp_path / "demo" / "autograded").glob("*/*/*.ipynb")), "nothing is graded"

@@ -1,8 +1,9 @@
 """``course grade`` on a real Dask cluster: a scheduler and workers on 127.0.0.1, and a LocalCluster.
 
 The cluster test starts ``dask scheduler`` and two ``dask worker`` processes
-itself, runs ``course grade --demo --scheduler ADDRESS`` (whose own answer key
-checks every sample's scores and status) and kills one worker while it grades.
+itself, runs ``course grade --demo --scheduler ADDRESS`` on some of the demo's samples
+(``-s``; its own answer key checks their scores and status) and kills one worker while
+it grades.
 The LocalCluster tests (the default ``course grade`` runs on) kill a worker mid-run,
 and the client mid-run, and check every submission is graded exactly once.
 """
@@ -69,6 +70,12 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
+# The demo's samples this test grades on the cluster: honest, wrong, tampering, crashing and
+# malformed ones (test_course_grade checks the whole demo against its answer key).
+CLUSTER_SAMPLES = ["correct", "untouched", "forgot-relu-and-rebinds", "transposed-grad-w2", "hostile-patches-numpy",
+                   "hostile-patches-in-background", "hostile-fakes-messages", "hostile-exits", "broken-json"]
+
+
 def test_demo_on_a_scheduler_and_two_workers_survives_a_killed_worker(tmp_path):
     """With one of two workers killed mid-run, is every sample graded once, with its expected score and status?"""
     scheduler_file = tmp_path / "scheduler.json"
@@ -84,7 +91,7 @@ def test_demo_on_a_scheduler_and_two_workers_survives_a_killed_worker(tmp_path):
         demo_dir = tmp_path / "demo"
         grade = subprocess.Popen(
             [sys.executable, "-m", "course_utils", "grade", "--demo", "--demo-dir", str(demo_dir),
-             "--scheduler", address, "--no-progress"],
+             "--scheduler", address, "--no-progress", *(f"--student={name}" for name in CLUSTER_SAMPLES)],
             cwd=project_root(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=sample.tool_env())
         status = demo_dir / "autograded" / ".course_grade" / "status.json"
 
@@ -98,10 +105,11 @@ def test_demo_on_a_scheduler_and_two_workers_survives_a_killed_worker(tmp_path):
         os.killpg(procs[1].pid, signal.SIGKILL)  # worker 1, mid-run: its tasks go to worker 2
         out, _ = grade.communicate(timeout=900)
         assert grade.returncode == 0, out[-5000:]
-        assert "got exactly their expected scores" in out
+        assert f"all {len(CLUSTER_SAMPLES)} sample submissions got exactly their expected scores" in out
         with (demo_dir / "grades.csv").open() as fh:
             rows = [(r["student"], r["assignment"]) for r in csv.DictReader(fh)]
         assert len(rows) == len(set(rows)), "every submission once"
+        assert sorted(student for student, _ in rows) == sorted(CLUSTER_SAMPLES)
         assert procs[1].poll() is not None and procs[2].poll() is None, "one worker killed, one left"
     finally:
         for proc in reversed(procs):
