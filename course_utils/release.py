@@ -111,18 +111,6 @@ def sync(
     return done
 
 
-def _generate_assignment(root: Path, name: str, release_dir: Path) -> None:
-    """``nbgrader generate_assignment NAME --force --no-db`` into ``release_dir``, in this process.
-
-    The same converter and course configuration as the command line, without an interpreter
-    start-up (and its imports) per assignment. Raises :class:`RuntimeError` with nbgrader's errors.
-    """
-    from course_utils.grader.config import load_config
-    from course_utils.grader.gradebook import generate_assignment
-
-    generate_assignment(load_config(root), root, name, release_dir, database=False)
-
-
 def release(
     names: list[str] | None = None, *, root: Path | None = None, dest: Path | None = None
 ) -> Path:
@@ -134,6 +122,8 @@ def release(
     ``work/``) is moved to ``work/`` first (:func:`course_utils.workspace.rescue`).
     """
     from course_utils import workspace
+    from course_utils.grader.config import load_config
+    from course_utils.grader.gradebook import generate_assignment
 
     root = root or project_root()
     names = names or assignments(root)
@@ -141,7 +131,8 @@ def release(
     dest = (dest or root / "notebooks").resolve()
     with tempfile.TemporaryDirectory(prefix="course-release-") as tmp:
         for name in names:
-            _generate_assignment(root, name, Path(tmp))
+            # nbgrader generate_assignment NAME --force --no-db, in this process (no start-up per notebook)
+            generate_assignment(load_config(root), root, name, Path(tmp), database=False)
             fresh = Path(tmp) / name
             for path in fresh.glob("*.ipynb"):
                 path.write_text(notebook_text(normalise(nbformat.read(path, as_version=4))))

@@ -285,7 +285,7 @@ class GuardedExecute(Execute):  # type: ignore[misc]
         # The guard restores before and verifies after every graded cell, judged ones too: the
         # judge's drivers run in the kernel (``checks.run_in_kernel``) and import course modules
         # there, so a module the student patched would otherwise answer for the test.
-        if graded and self.guard and not await self._restore(cell, name):
+        if graded and not await self._restore(cell, name):
             return cell
         if graded and self.judge:
             mark = time.perf_counter()
@@ -324,14 +324,22 @@ class GuardedExecute(Execute):  # type: ignore[misc]
             await self._verify(cell, name)
         return cell
 
-    async def _restore(self, cell: NotebookNode, name: str) -> bool:
-        """Undo any change to the protected state before graded cell ``name``; False if the kernel is gone."""
+    async def _ask_guard(self, action: str, name: str, when: str) -> list[str] | None:
+        """The guard's ``action`` around cell ``name``, timed; None if it did not answer (kernel killed)."""
         mark = time.perf_counter()
-        changes = await self._guard("restore")
+        changes = await self._guard(action)
         self._tick("guard", mark)
         if changes is None:
             await self._kill()
-            self._stop(f"the kernel stopped answering before cell {name!r}")
+            self._stop(f"the kernel stopped answering {when} cell {name!r}")
+        return changes
+
+    async def _restore(self, cell: NotebookNode, name: str) -> bool:
+        """Undo any change to the protected state before graded cell ``name``; False if the kernel is gone."""
+        if not self.guard:
+            return True
+        changes = await self._ask_guard("restore", name, "before")
+        if changes is None:
             self._record("kernel-died", name, self._stopped or "")
             cell.outputs = [_error_output("KernelDied", f"not run: {self._stopped}")]
             return False
@@ -343,12 +351,8 @@ class GuardedExecute(Execute):  # type: ignore[misc]
         """Check the protected state after graded cell ``name``; a change made while it ran fails it."""
         if not self.guard:
             return True
-        mark = time.perf_counter()
-        changes = await self._guard("verify")
-        self._tick("guard", mark)
+        changes = await self._ask_guard("verify", name, "after")
         if changes is None:
-            await self._kill()
-            self._stop(f"the kernel stopped answering after cell {name!r}")
             changes = ["the kernel stopped answering the integrity check"]
         if not changes:
             return True
