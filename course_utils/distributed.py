@@ -100,6 +100,7 @@ class LaunchError(RuntimeError):
     """A ``torchrun`` launch failed or timed out; the message holds the workers' error."""
 
     killed_by_signal = False  # a worker died of a signal, not of an error of its own
+    signalled: list[str] = []  # which ranks died of which signal (the launch server's runs)
 
 
 # --------------------------------------------------------------------------- launcher side
@@ -177,8 +178,9 @@ def run_torchrun(
         return _run_once(cmd, run_env, timeout, echo)
 
 
-_SIGNAL_EXIT = re.compile(r"exitcode\s*:\s*-\d+|terminate called without an active exception")
-_RANK_ERROR = re.compile(r"exitcode\s*:\s*[1-9]")
+# A worker's death by a signal other than the SIGTERM or SIGKILL torchrun sends the ranks
+# it stops once one has failed.
+_SIGNAL_EXIT = re.compile(r"exitcode\s*:\s*-(?!(?:9|15)\b)\d+|terminate called without an active exception")
 
 
 def _run_once(cmd: list[str], run_env: dict[str, str], timeout: float, echo: bool) -> list[str]:
@@ -201,9 +203,9 @@ def _run_once(cmd: list[str], run_env: dict[str, str], timeout: float, echo: boo
     reader.join(timeout=60)  # the rest of the output, still in the pipe on a busy machine
     if proc.returncode != 0:
         error = LaunchError(f"torchrun failed (exit code {proc.returncode}).\n" + _tail(lines))
-        text = "\n".join(lines)  # a rank that exited with an error of its own is the code's failure
-        error.killed_by_signal = (proc.returncode < 0 or bool(_SIGNAL_EXIT.search(text))) and \
-            not _RANK_ERROR.search(text)
+        # A signal decides even beside another rank's error: that error (a peer's closed
+        # connection) may follow from it. A code's own error alone is not launched again.
+        error.killed_by_signal = proc.returncode < 0 or bool(_SIGNAL_EXIT.search("\n".join(lines)))
         raise error
     return lines
 
@@ -266,7 +268,8 @@ def launch(
             errors = sorted(folder.glob("rank*.error"))
             if errors:
                 details = "\n".join(p.read_text() for p in errors)
-                raise LaunchError(f"a worker raised an exception:\n{details}") from None
+                cause = "".join(f"{line}, twice; the errors below may follow from it.\n" for line in err.signalled)
+                raise LaunchError(f"{cause}a worker raised an exception:\n{details}") from None
             raise err from None
         missing = [r for r in range(nproc) if not (folder / f"rank{r}.pt").exists()]
         if missing:
@@ -324,6 +327,8 @@ def _run_on_server(argv: list[str], *, nproc: int, timeout: float, echo: bool) -
     threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // nproc))
     folder = Path(argv[argv.index("--out") + 1])
     for attempt in (1, 2):
+        for stale in (*folder.glob("rank*.error"), *folder.glob("rank*.pt"), *folder.glob("rank*.log")):
+            stale.unlink()  # a first attempt's files must not speak for the second
         port = _free_port()
         logs = [str(folder / f"rank{r}.log") for r in range(nproc)]
         procs = []
@@ -334,20 +339,7 @@ def _run_on_server(argv: list[str], *, nproc: int, timeout: float, echo: bool) -
             proc = context.Process(target=_server_rank, args=(argv, env, logs[rank]), daemon=True)
             proc.start()
             procs.append(proc)
-        deadline = time.monotonic() + timeout
-        timed_out = False
-        while any(p.exitcode is None for p in procs):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                timed_out = True
-                break
-            wait([p.sentinel for p in procs if p.exitcode is None], timeout=min(left, 1.0))
-            if any(p.exitcode not in (None, 0) for p in procs):
-                break  # one rank failed: the others would wait for it in a collective
-        for proc in procs:
-            if proc.exitcode is None:
-                proc.kill()
-            proc.join()
+        timed_out = _wait_for_ranks(procs, wait, timeout)
         lines = [line for log in logs if os.path.exists(log)
                  for line in Path(log).read_text(errors="replace").splitlines()]
         if echo:
@@ -362,12 +354,55 @@ def _run_on_server(argv: list[str], *, nproc: int, timeout: float, echo: bool) -
                 "reaches: every rank must run the same collectives in the same order.\n" + _tail(lines))
         if all(code == 0 for code in codes):
             return
-        failed = [code for code in codes if code not in (0, -signal.SIGKILL)]
-        if attempt == 1 and failed and all(code < 0 for code in failed):
+        # A rank killed by a signal other than the launcher's own SIGKILL: the other ranks'
+        # errors (a peer's closed connection) follow from it, so it decides.
+        signalled = [f"rank {rank} was killed by {_signal_name(-code)}"
+                     for rank, code in enumerate(codes) if code is not None and code < 0 and code != -signal.SIGKILL]
+        if attempt == 1 and signalled:
             if echo:
-                print("a worker was killed by a signal; launching once more", flush=True)
+                print(f"{signalled[0]}; launching once more", flush=True)
             continue
-        raise LaunchError(f"a worker failed (exit codes {codes}).\n" + _tail(lines))
+        error = LaunchError(f"a worker failed (exit codes {codes}).\n" + _tail(lines))
+        error.killed_by_signal = bool(signalled)
+        error.signalled = signalled
+        raise error
+
+
+_FAILURE_GRACE_S = 3.0  # after one rank fails, how long the others get to end on their own
+
+
+def _wait_for_ranks(procs: list[Any], wait: Callable[..., Any], timeout: float) -> bool:
+    """Wait until every rank has ended, the first failure's grace is over, or ``timeout``.
+
+    Ranks still running then are killed (SIGKILL). The grace lets the ranks that a failed
+    one brings down end with their own exit codes, so a signal that started it all is seen.
+    Returns whether the timeout was reached.
+    """
+    deadline = time.monotonic() + timeout
+    timed_out = False
+    while any(p.exitcode is None for p in procs):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            timed_out = True
+            break
+        wait([p.sentinel for p in procs if p.exitcode is None], timeout=min(left, 1.0))
+        if any(p.exitcode not in (None, 0) for p in procs):
+            grace = time.monotonic() + min(_FAILURE_GRACE_S, max(0.0, deadline - time.monotonic()))
+            while any(p.exitcode is None for p in procs) and time.monotonic() < grace:
+                wait([p.sentinel for p in procs if p.exitcode is None], timeout=grace - time.monotonic())
+            break  # one rank failed: the others would wait for it in a collective
+    for proc in procs:
+        if proc.exitcode is None:
+            proc.kill()
+        proc.join()
+    return timed_out
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 # --------------------------------------------------------------------------- problems

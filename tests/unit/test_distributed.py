@@ -118,6 +118,31 @@ def test_a_worker_killed_by_a_signal_is_launched_once_more(tmp_path):
     assert len(launches) == 1, "the code's own error is not launched again"
 
 
+_ABORTS_ONCE_BESIDE_AN_ERROR = '''
+import os, signal, sys, time
+marker = os.path.join(sys.argv[1], "aborted")
+if not os.path.exists(marker):
+    if os.environ["RANK"] == "0":
+        time.sleep(1.0)
+        open(marker, "w").close()
+        os.abort()
+    def fail(*_):  # rank 1 ends with an error of its own, as on a peer's closed connection
+        raise RuntimeError("Connection reset by peer")
+    signal.signal(signal.SIGTERM, fail)
+    time.sleep(60)
+print("worker ran", os.environ["RANK"], flush=True)
+'''
+
+
+@pytest.mark.slow
+def test_a_signal_beside_another_ranks_error_is_launched_once_more(tmp_path):
+    """torchrun lists rank 0's SIGABRT and rank 1's error (exit code 1): the signal decides."""
+    script = tmp_path / "aborts.py"
+    script.write_text(_ABORTS_ONCE_BESIDE_AN_ERROR)
+    lines = distributed.run_torchrun([str(script), str(tmp_path)], nproc=2, timeout=120, echo=False)
+    assert sum("worker ran" in line for line in lines) == 2
+
+
 _ABORTS_ONCE_IN_A_STEP = """
 def train_step(model, optimizer, x, y):
     import os
@@ -151,3 +176,39 @@ def test_the_launch_server_stops_hung_and_exiting_workers_and_retries_a_signal(t
                               timeout=60)
     assert len(runs) == 2 and (tmp_path / "aborted").exists()
     assert all(isinstance(v, float) for r in runs for v in r["cases"][0]["losses"])
+
+
+_ERRS_THEN_ABORTS_ONCE = """
+def train_step(model, optimizer, x, y):
+    import os, time
+    marker = os.path.join(MARKER_DIR, f"failed-{dist.get_rank()}")
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        if dist.get_rank() == 0:
+            time.sleep(0.5)
+            os.abort()  # the cause, seen after the error it brings about on the other rank
+        raise RuntimeError("Connection reset by peer")
+    optimizer.zero_grad()
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+"""
+
+
+@pytest.mark.slow
+def test_a_signal_decides_even_when_another_ranks_error_ends_first(tmp_path):
+    """The race CI met: rank 0 dies of SIGABRT, rank 1 fails on the closed connection and exits first.
+    The signal is the launcher's failure, so the launch runs once more; its second run has fresh files."""
+    code = f"MARKER_DIR = {str(tmp_path)!r}\n" + _ERRS_THEN_ABORTS_ONCE
+    runs = distributed.launch("step", functions=[code], mode="ddp", cases=[{"seed": 0, "batch": 2}],
+                              backend="gloo", echo=False, timeout=60)
+    assert len(runs) == 2 and {p.name for p in tmp_path.iterdir()} == {"failed-0", "failed-1"}
+
+
+def test_a_signal_on_the_second_run_too_is_named_before_the_errors_it_caused(tmp_path):
+    always = _ERRS_THEN_ABORTS_ONCE.replace("if not os.path.exists(marker):", "if True:")
+    code = f"MARKER_DIR = {str(tmp_path)!r}\n" + always
+    with pytest.raises(distributed.LaunchError, match=r"(?s)rank 0 was killed by SIGABRT, twice.*rank 1.*reset"):
+        distributed.launch("step", functions=[code], mode="ddp", cases=[{"seed": 0, "batch": 2}],
+                           backend="gloo", echo=False, timeout=60)
