@@ -135,6 +135,7 @@ def _environments(options: GradeOptions, workers: int) -> tuple[dict[str, str], 
     kernel_env = {k: zygote_env[k] for k in ("PYTHONHASHSEED", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                                              "OPENBLAS_NUM_THREADS", "MPLBACKEND", "COURSE_FAST",
                                              "PYTHONPATH", "PYTHONDONTWRITEBYTECODE")}
+    kernel_env["NBGRADER_EXECUTION"] = "autograde"  # as nbgrader autograde sets it: runtime.budget(graded=...)
     return zygote_env, kernel_env
 
 
