@@ -143,19 +143,22 @@ def test_a_signal_beside_another_ranks_error_is_launched_once_more(tmp_path):
     assert sum("worker ran" in line for line in lines) == 2
 
 
-_ABORTS_ONCE_IN_A_STEP = """
-def train_step(model, optimizer, x, y):
-    import os
-    marker = os.path.join(MARKER_DIR, "aborted")
-    if dist.get_rank() == 0 and not os.path.exists(marker):
-        open(marker, "w").close()
-        os.abort()  # SIGABRT: the launcher's kind of failure, so the launch runs once more
+_A_REAL_STEP = """
     optimizer.zero_grad()
     loss = F.cross_entropy(model(x), y)
     loss.backward()
     optimizer.step()
     return loss.item()
 """
+
+_ABORTS_ONCE_IN_A_STEP = """
+def train_step(model, optimizer, x, y):
+    import os
+    marker = os.path.join(MARKER_DIR, "aborted")
+    if dist.get_rank() == 0 and not os.path.exists(marker):
+        open(marker, "w").close()
+        os.abort()  # SIGABRT: the launcher's kind of failure, so the launch runs once more"""
+_ABORTS_ONCE_IN_A_STEP += _A_REAL_STEP
 
 
 @pytest.mark.slow
@@ -187,13 +190,8 @@ def train_step(model, optimizer, x, y):
         if dist.get_rank() == 0:
             time.sleep(0.5)
             os.abort()  # the cause, seen after the error it brings about on the other rank
-        raise RuntimeError("Connection reset by peer")
-    optimizer.zero_grad()
-    loss = F.cross_entropy(model(x), y)
-    loss.backward()
-    optimizer.step()
-    return loss.item()
-"""
+        raise RuntimeError("Connection reset by peer")"""
+_ERRS_THEN_ABORTS_ONCE += _A_REAL_STEP
 
 
 @pytest.mark.slow
