@@ -437,8 +437,12 @@ def test_a_kernel_that_sends_garbage_fails_the_test_only():
 
 
 _CHILD = '''
-import socket, sys, time
+import signal, socket, sys, time
 from course_utils.grader.agent import Agent
+# As ipykernel does while a cell runs. A process started in the background by a shell without
+# job control (e.g. `cmd &` in a script) inherits SIGINT ignored, and Python then installs no
+# KeyboardInterrupt handler: the spinning child would never stop.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 def spin():
     while True:
         pass
@@ -464,7 +468,7 @@ def test_time_limit_interrupts_and_reports_a_stuck_kernel(tmp_path, function, st
     try:
         conn, _ = server.accept()
         # A spinning loop stops at the interrupt: a long grace, which it uses only as long as it
-        # needs (a busy machine can take over a second to deliver it); the stubborn one waits it out.
+        # needs; the stubborn one waits it out.
         grace = 1.0 if stuck else 15.0
         link = Link(conn, time.monotonic() + 1.0, lambda: os.kill(child.pid, signal.SIGINT), grace=grace)
         verdict = run_test(f"{function}()", link, {})
