@@ -7,11 +7,6 @@ how the notebook ran.
 Fast mode is one switch, the environment variable ``COURSE_FAST=1``. CI sets it
 to shrink epochs and subsets; notebooks read it through :func:`fast_mode` and
 :func:`budget` only, never through ``os.environ`` directly.
-
-Under the autograder (``NBGRADER_EXECUTION=autograde``, which nbgrader sets and so does
-``course grade``), :func:`budget`'s ``graded`` size, where a cell gives one, wins: the
-training demos after a notebook's last graded test earn no points, so a grading run
-(hundreds of notebooks) runs them shorter. No graded test reads what they compute.
 """
 
 from __future__ import annotations
@@ -19,17 +14,14 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
 
-__all__ = ["FAST_ENV", "GRADING_ENV", "RunConfig", "autograding", "budget", "fast_mode", "get_device", "set_seed",
-           "setup"]
+__all__ = ["FAST_ENV", "RunConfig", "budget", "fast_mode", "get_device", "set_seed", "setup"]
 
 FAST_ENV = "COURSE_FAST"
-GRADING_ENV = "NBGRADER_EXECUTION"  # nbgrader's own switch: "autograde" or "validate"
-_UNSET: Any = object()
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
@@ -53,18 +45,8 @@ def fast_mode() -> bool:
     )
 
 
-def autograding() -> bool:
-    """True while the autograder runs the notebook (``NBGRADER_EXECUTION=autograde``)."""
-    return os.environ.get(GRADING_ENV, "") == "autograde"
-
-
-def budget(full: T, fast: T, graded: T = _UNSET) -> T:
-    """Pick a size for the current mode: ``budget(full=20, fast=2)`` epochs.
-
-    ``graded``, for an ungraded demo only, is the size under the autograder (in either mode).
-    """
-    if graded is not _UNSET and autograding():
-        return graded
+def budget(full: T, fast: T) -> T:
+    """Pick a size for the current mode: ``budget(full=20, fast=2)`` epochs."""
     return fast if fast_mode() else full
 
 
@@ -112,18 +94,16 @@ class RunConfig:
     seed: int
     device: torch.device
     fast: bool
-    graded: bool = False
 
     @property
     def mode(self) -> str:
-        mode = "fast (COURSE_FAST=1)" if self.fast else "full"
-        return mode + ", autograded: ungraded demos run shorter" if self.graded else mode
+        return "fast (COURSE_FAST=1)" if self.fast else "full"
 
 
 def setup(seed: int = 0, *, quiet: bool = False) -> RunConfig:
     """Seed everything, pick the device and print the choices in one line."""
     set_seed(seed)
-    config = RunConfig(seed=seed, device=get_device(), fast=fast_mode(), graded=autograding())
+    config = RunConfig(seed=seed, device=get_device(), fast=fast_mode())
     if not quiet:
         gpu = f" ({torch.cuda.get_device_name(config.device)})" if config.device.type == "cuda" else ""
         print(

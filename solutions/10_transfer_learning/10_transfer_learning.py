@@ -807,7 +807,7 @@ checks.passed("train_model")
 # head, so each of its epochs is much cheaper (look at the times).
 
 # %% nbgrader={"grade": false, "grade_id": "strategies-run", "locked": true, "schema_version": 3, "solution": false}
-num_epochs = budget(full=8, fast=2, graded=1)  # graded: the size under the autograder (no points here)
+num_epochs = budget(full=8, fast=2)
 ants_bees = {}
 for strategy in ("finetune", "feature_extractor"):
     set_seed(config.seed)
@@ -900,7 +900,7 @@ RECIPES = {  # learning rate (of the head; the body gets a tenth when fine-tunin
     "frozen + linear head": {"lr": 0.1, "steps": 80},
     "probe, then fine-tune": {"lr": 0.4, "steps": 120},
 }
-step_scale = budget(full=1.0, fast=0.25, graded=0.15)  # fast mode: a quarter of every contender's steps
+step_scale = budget(full=1.0, fast=0.25)  # fast mode: a quarter of every contender's steps
 
 
 def steps_of(strategy):

@@ -449,10 +449,8 @@ checks.passed("train_step")
 # `world_size × batch_size`; when you add devices, you usually scale the learning rate with it.
 
 # %% nbgrader={"grade": false, "grade_id": "cifar-run", "locked": true, "schema_version": 3, "solution": false}
-# graded: the sizes under the autograder, which gives this run no points
-cifar_options = {"n_train": budget(full=20_000, fast=2_000, graded=1_000),
-                 "n_test": budget(full=10_000, fast=1_000, graded=500),
-                 "epochs": budget(full=4, fast=2, graded=1), "batch_size": 32, "lr": 0.05, "seed": config.seed}
+cifar_options = {"n_train": budget(full=20_000, fast=2_000), "n_test": budget(full=10_000, fast=1_000),
+                 "epochs": budget(full=4, fast=2), "batch_size": 32, "lr": 0.05, "seed": config.seed}
 print(f"2 processes, {cifar_options['n_train']} training images, {cifar_options['epochs']} epochs, "
       f"batch {cifar_options['batch_size']} per process")
 runs = distributed.launch("cifar", functions=[make_loader, train_step], nproc=2, timeout=540, **cifar_options)

@@ -30,21 +30,6 @@ def test_fast_mode_reads_course_fast(monkeypatch, value, expected):
     assert runtime.budget(full=10, fast=1) == (1 if expected else 10)
 
 
-@pytest.mark.parametrize("fast", ["1", "0"])
-def test_a_graded_size_wins_only_under_the_autograder(monkeypatch, fast):
-    """budget(graded=...) is the autograder's size in either mode; validation and plain runs keep theirs."""
-    monkeypatch.setenv("COURSE_FAST", fast)
-    mode_size = 1 if fast == "1" else 10
-    for value, expected in [(None, mode_size), ("validate", mode_size), ("autograde", 0)]:
-        if value is None:
-            monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
-        else:
-            monkeypatch.setenv("NBGRADER_EXECUTION", value)
-        assert runtime.budget(full=10, fast=1, graded=0) == expected
-        assert runtime.budget(full=10, fast=1) == mode_size, "no graded size: the mode decides"
-        assert ("autograded" in runtime.setup(quiet=True).mode) is (value == "autograde")
-
-
 def test_fast_mode_rejects_typos(monkeypatch):
     """Does a typo such as COURSE_FAST=ture fail loudly instead of running the full course?"""
     monkeypatch.setenv("COURSE_FAST", "ture")
