@@ -36,6 +36,7 @@ class AssignmentInfo:
     timeout: int
     memory_mb: int
     submission_timeout: int = 0
+    run_trailing: bool = False  # also run the cells after the last graded cell
     # notebook -> every cell of the source notebook that has a grade_id, in order, with
     # locked cells as released (hidden tests removed): used to put back deleted cells.
     skeleton: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -85,7 +86,8 @@ def assignment_info(course: Course, name: str, limits: CourseGrade, options: Gra
                        extra_files=extra, timeout=int(timeout), memory_mb=int(memory),
                        skeleton=skeleton, tests=tests, judged=name not in limits.in_kernel_tests,
                        withheld=list(limits.withheld.get(name, [])),
-                       submission_timeout=int(override.get("submission_timeout", limits.submission_timeout)))
+                       submission_timeout=int(override.get("submission_timeout", limits.submission_timeout)),
+                       run_trailing=bool(override.get("run_trailing_cells", limits.run_trailing_cells)))
 
 
 def inspect(folder: Path, info: AssignmentInfo, protection: Protection | None = None) -> integrity.Inspection:

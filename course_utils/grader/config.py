@@ -39,10 +39,13 @@ class CourseGrade(Configurable):  # type: ignore[misc]
         config=True)
     kill_grace = Float(10.0, help="Seconds an interrupted cell may take to stop.").tag(config=True)
     network = Bool(False, help="Let student code use the network.").tag(config=True)
-    per_assignment = Dict({}, help="assignment -> {timeout, memory_mb, submission_timeout} overrides.").tag(
-        config=True)
+    per_assignment = Dict({}, help=(
+        "assignment -> {timeout, memory_mb, submission_timeout, run_trailing_cells} overrides.")).tag(config=True)
     submission_timeout = Integer(3600, help="Seconds one notebook may run in all (0: no limit).").tag(
         config=True)
+    run_trailing_cells = Bool(False, help=(
+        "Also run the cells after a notebook's last graded cell, as nbgrader does. They cannot change "
+        "a grade, so by default they are not run and the feedback says so.")).tag(config=True)
     disk_mb = Integer(512, help="MiB the kernel may write into its copy of the submission.").tag(config=True)
     max_processes = Integer(256, help="Processes one submission may run at once.").tag(config=True)
     in_kernel_tests = List(Unicode(), [], help=(

@@ -548,6 +548,15 @@ def _duplicate_cells(nb: nbformat.NotebookNode) -> None:
         nb.cells.insert(index + 1, copy.deepcopy(nb.cells[index]))
 
 
+SCRATCH_CELLS = ('print("scratch: trying things out after the last test")',
+                 'raise RuntimeError("a scratch cell left failing at the end")')
+
+
+def _append_scratch_cells(nb: nbformat.NotebookNode) -> None:
+    """Correct, with two scratch cells of the student's own after the last graded cell, one failing."""
+    nb.cells.extend(nbformat.v4.new_code_cell(source) for source in SCRATCH_CELLS)
+
+
 def _edit_roles(nb: nbformat.NotebookNode) -> None:
     """100 points on a test, an answer cell marked as a test, and a graded cell of its own."""
     for cell in nb.cells:
@@ -588,6 +597,9 @@ def samples(assignment: str, root: Path | None = None, *, hostile: bool = True,
     found += [
         Sample("honest-duplicates", assignment, "correct, with an answer cell and a test cell pasted twice",
                replace={}, loses=(), status="duplicate-cells", edit=_duplicate_cells),
+        Sample("honest-scratch-cells", assignment, "correct, with scratch cells after the last test (one "
+               "fails): not run, since they cannot change the grade", replace={}, loses=(),
+               edit=_append_scratch_cells),
         Sample("hostile-edits-roles", assignment, "wrong forward pass; 100 points on a test, an answer cell "
                "marked as a test, a graded cell of its own", replace={"forward": _FORGOT_RELU},
                loses=("test-forward",), status="edited-cells", edit=_edit_roles),

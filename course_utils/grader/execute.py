@@ -13,6 +13,9 @@ by ``SaveAutoGrades``) and adds:
   a segfault, the memory cap) or is killed costs the submission only the cells it
   could not run: each gets a ``KernelDied`` error output (zero points) and the
   notebook is still saved and graded;
+* **no work that cannot change a grade**: cells after the notebook's last graded cell (an
+  ungraded demo, a student's scratch cells) are not run unless ``run_trailing``; each gets a
+  note saying why, so the feedback shows it;
 * **no partial credit by injection**: an ``execute_result`` in a graded cell
   (which nbgrader would read as a partial score) is turned into plain display
   output, so student code called by a test cannot print its own score.
@@ -49,7 +52,7 @@ from traitlets import Bool, Dict, Float, Integer, List
 from course_utils.grader import upstream
 from course_utils.grader.guard import MSG_TYPE
 
-__all__ = ["INCIDENTS", "GuardedExecute", "HideHiddenTests", "Incident"]
+__all__ = ["INCIDENTS", "TRAILING_NOTE", "GuardedExecute", "HideHiddenTests", "Incident", "last_graded_index"]
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,20 @@ def _scrub(cell: NotebookNode, paths: list[str]) -> None:
             data["text/plain"] = _scrub_text(data["text/plain"], paths)
 
 
+TRAILING_NOTE = ("[not run by the autograder: this cell comes after the notebook's last graded "
+                 "cell, so it cannot change the grade. Your own run of the notebook shows its output.]\n")
+
+
+def last_graded_index(nb: NotebookNode) -> int:
+    """Index of ``nb``'s last graded cell (a test, a manually graded answer or a task).
+
+    The roles are the source's by then (:func:`~course_utils.grader.cells.sanitize` ran), so a
+    submission cannot mark a cell graded to make more run. With no graded cell, every cell runs.
+    """
+    graded = [i for i, c in enumerate(nb.cells) if utils.is_grade(c) or utils.is_task(c)]
+    return graded[-1] if graded else len(nb.cells)
+
+
 def _is_graded_code(cell: NotebookNode) -> bool:
     return cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell)
 
@@ -139,6 +156,8 @@ class GuardedExecute(Execute):  # type: ignore[misc]
     max_output_notebook = Integer(10_000_000, help="Bytes of output kept per notebook.").tag(config=True)
     submission_timeout = Float(0.0, help="Seconds the whole notebook may run (0: no limit).").tag(
         config=True)
+    run_trailing = Bool(False, help="Also run the cells after the last graded cell (they cannot "
+                        "change a grade; nbgrader runs them).").tag(config=True)
 
     def preprocess(self, nb: NotebookNode, resources: Any, km: Any = None) -> Any:
         self._stopped: str | None = None
@@ -151,6 +170,7 @@ class GuardedExecute(Execute):  # type: ignore[misc]
         self._kept = {"cell": 0, "notebook": 0, "capped": 0}
         self._cell_starts: dict[str, float] = {}  # grade_id -> when this cell started (seconds_since)
         self._cell_log = upstream.CellLog()  # what each cell defined and whether it failed
+        self._last_graded = len(nb.cells) if self.run_trailing else last_graded_index(nb)
         TIMINGS.clear()
         VERDICTS.clear()
         try:
@@ -257,6 +277,10 @@ class GuardedExecute(Execute):  # type: ignore[misc]
         if cell.cell_type != "code" or not cell.source.strip():
             return cell
         name = _cell_name(cell, index)
+        if index > self._last_graded:
+            cell.outputs = [NotebookNode(output_type="stream", name="stdout", text=TRAILING_NOTE)]
+            cell.execution_count = None
+            return cell
         if self._stopped is not None:
             cell.outputs = [_error_output("KernelDied", f"not run: {self._stopped}")]
             return cell

@@ -47,6 +47,7 @@ Per-assignment limits come from the course's ``nbgrader_config.py``::
     c.CourseGrade.timeout = 600            # seconds per cell (default: Execute.timeout)
     c.CourseGrade.memory_mb = 4096         # per kernel
     c.CourseGrade.per_assignment = {"06_cifar10": {"timeout": 1800, "memory_mb": 8192}}
+    c.CourseGrade.run_trailing_cells = False  # the cells after the last graded cell (the default)
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ def _environments(options: GradeOptions, workers: int) -> tuple[dict[str, str], 
     kernel_env = {k: zygote_env[k] for k in ("PYTHONHASHSEED", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                                              "OPENBLAS_NUM_THREADS", "MPLBACKEND", "COURSE_FAST",
                                              "PYTHONPATH", "PYTHONDONTWRITEBYTECODE")}
-    kernel_env["NBGRADER_EXECUTION"] = "autograde"  # as nbgrader autograde sets it: runtime.budget(graded=...)
+    kernel_env["NBGRADER_EXECUTION"] = "autograde"  # as `nbgrader autograde` sets it (its FAQ)
     return zygote_env, kernel_env
 
 

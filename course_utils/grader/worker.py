@@ -154,6 +154,7 @@ class Worker:
         ]
         cfg.GuardedExecute.timeout = info.timeout
         cfg.GuardedExecute.submission_timeout = float(info.submission_timeout)
+        cfg.GuardedExecute.run_trailing = info.run_trailing
         cfg.GuardedExecute.kill_grace = self.s.kill_grace
         cfg.GuardedExecute.bindings = [list(b) for b in info.bindings]
         cfg.GuardedExecute.kernel_manager_class = GraderKernelManager

@@ -54,6 +54,7 @@ EXPECTED = {
     "hostile-deep-code": ((2, 4, 2, 0), "memory+suspicious"),
     "hostile-edits-roles": ((0, 4, 2, 2), "edited-cells"),
     "honest-duplicates": ((2, 4, 2, 2), "duplicate-cells"),
+    "honest-scratch-cells": ((2, 4, 2, 2), "ok"),
     "hostile-ignores-interrupt": ((2, 4, 2, 0), "timeout"),
     "edits-test-cell": ((0, 4, 2, 2), "edited-cells"),
     "deletes-test-cell": ((2, 4, 0, 2), "deleted-cells"),
@@ -277,6 +278,37 @@ def test_rerun_skips_and_force_regrades_identically(graded):
     assert not any(r.skipped for r in forced.results)
     for row in forced.results:
         assert (row.scores, row.status) == (first[row.student].scores, first[row.student].status)
+
+
+def _scratch_outputs(course):
+    nb = nbformat.read(course / "autograded" / "honest-scratch-cells" / A / f"{A}.ipynb", as_version=4)
+    assert [c.source for c in nb.cells[-2:]] == list(demo.SCRATCH_CELLS)
+    return ["".join(o.get("text", "") + o.get("evalue", "") for o in c.outputs) for c in nb.cells[-2:]]
+
+
+def test_cells_after_the_last_graded_cell_run_only_when_the_course_asks(graded):
+    """Scratch cells after the last test are not run by default (the feedback says so); run_trailing_cells runs them.
+
+    Either way they cannot change a grade: a failing one costs nothing.
+    """
+    from course_utils.grader.execute import TRAILING_NOTE
+
+    course, report = graded[:2]
+    assert _scratch_outputs(course) == [TRAILING_NOTE, TRAILING_NOTE]
+    feedback = (course / "feedback" / "honest-scratch-cells" / A / f"{A}.html").read_text()
+    assert "not run by the autograder" in html.unescape(feedback)
+    config = course / "nbgrader_config.py"
+    before = config.read_text()
+    config.write_text(before + f"c.CourseGrade.per_assignment = {{{A!r}: {{'run_trailing_cells': True}}}}\n")
+    try:
+        again = grade(GradeOptions(course_dir=course, workers=1, progress=False, students=["honest-scratch-cells"],
+                                   feedback=False, force=True))
+    finally:
+        config.write_text(before)
+    (row,) = again.results
+    assert (row.scores, row.status) == (_rows(report)["honest-scratch-cells"].scores, "ok")
+    ran = _scratch_outputs(course)
+    assert "scratch: trying things out" in ran[0] and "a scratch cell left failing" in ran[1], ran
 
 
 def test_cli_wires_the_grade_command():

@@ -47,6 +47,24 @@ def test_the_reference_runs_without_an_error_under_the_grader(round_trip, assign
 
 
 @pytest.mark.parametrize("assignment", assignments())
+def test_only_cells_up_to_the_last_graded_one_run(round_trip, assignment):
+    """Does the grader run every cell up to the last graded one, and none after it (they cannot change a grade)?"""
+    import nbformat
+
+    from course_utils.grader.execute import TRAILING_NOTE, last_graded_index
+
+    trip = round_trip(assignment)
+    (notebook,) = (trip.course / "autograded" / "correct" / assignment).glob("*.ipynb")
+    cells = nbformat.read(notebook, as_version=4).cells
+    last = last_graded_index(nbformat.from_dict({"cells": cells}))
+    code = [(i, c) for i, c in enumerate(cells) if c.cell_type == "code" and c.source.strip()]
+    skipped = [i for i, c in code if [o.get("text") for o in c.outputs] == [TRAILING_NOTE]]
+    assert skipped == [i for i, _ in code if i > last], f"cells not run: {skipped}; the last graded cell is {last}"
+    assert all(c.execution_count or c.metadata.get("nbgrader", {}).get("grade") for i, c in code if i <= last), \
+        "a cell before the last graded one did not run"
+
+
+@pytest.mark.parametrize("assignment", assignments())
 def test_correct_alternatives_get_full_marks(round_trip, assignment):
     """Does every correct answer written differently (ALTERNATIVES) keep every point?"""
     trip = round_trip(assignment)
