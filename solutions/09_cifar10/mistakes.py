@@ -735,8 +735,9 @@ def train_my_model(model, x_train, y_train, time_limit):
 STAND_INS = {
     "open": '''
 def build_my_model():
-    return nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(4),
-                         nn.Flatten(), nn.Linear(32 * 8 * 8, 10))
+    # convolutions at 16x16: 2 epochs on fast mode's 4,000 images take about 2 s on one core (44%)
+    return nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 8 * 8, 10))
 
 
 def train_my_model(model, x_train, y_train, time_limit):
