@@ -48,20 +48,27 @@ def _wait_for(condition, timeout: float, what: str):
 
 
 @pytest.fixture(autouse=True)
-def _no_leftovers():
-    """A run these tests kill cannot clean up after itself: remove its folder and cgroups afterwards."""
-    import glob
+def _no_leftovers(tmp_path, monkeypatch):  # tmp_path first: pytest places it by tempfile
+    """A run these tests kill cannot clean up after itself: remove its folders and cgroups afterwards.
+
+    The runs get a temporary directory of their own (``TMPDIR`` for the processes started here,
+    ``tempfile.tempdir`` for this one), so only their leftovers are removed: a run of a test in
+    another pytest worker keeps its ``course-grade-*`` folder while it grades.
+    """
     import shutil
     import tempfile
+    from multiprocessing import util
 
     from course_utils.grader import sandbox
 
-    pattern = os.path.join(tempfile.gettempdir(), "course-grade-*")
-    before = set(glob.glob(pattern))
+    util.get_temp_dir()  # multiprocessing's own (its fork server's socket) stays where it was, for later tests
+    own = Path(tempfile.mkdtemp(prefix="dask-test-"))  # short: unix socket paths stay under the limit
+    monkeypatch.setenv("TMPDIR", str(own))
+    monkeypatch.setattr(tempfile, "tempdir", str(own))
     yield
-    for folder in set(glob.glob(pattern)) - before:
-        sandbox.remove_cgroups(os.path.basename(folder))
-        shutil.rmtree(folder, ignore_errors=True)
+    for folder in own.glob("course-grade-*"):
+        sandbox.remove_cgroups(folder.name)
+    shutil.rmtree(own, ignore_errors=True)
 
 
 def _stop(proc: subprocess.Popen) -> None:

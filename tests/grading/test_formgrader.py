@@ -75,7 +75,7 @@ def test_formgrader_and_assignment_list_end_to_end(tmp_path):
         assert graded.returncode == 0, graded.stdout + graded.stderr
         (submission,) = server.request(f"formgrader/api/submissions/{NAME}")
         scores = (submission["student"], submission["score"], submission["max_score"])
-        assert scores == (student, 10.0, 10.0), submission
+        assert scores == (student, 10.0, 10.0), f"{submission}\n`course grade` said:\n{graded.stdout[-3000:]}"
         assert submission["autograded"] and not submission["needs_manual_grade"]
 
         # Feedback: Formgrader's Release Feedback, the student's Fetch Feedback, `course grade`'s HTML.
