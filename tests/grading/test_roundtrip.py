@@ -55,8 +55,8 @@ def test_only_cells_up_to_the_last_graded_one_run(round_trip, assignment):
 
     trip = round_trip(assignment)
     (notebook,) = (trip.course / "autograded" / "correct" / assignment).glob("*.ipynb")
-    cells = nbformat.read(notebook, as_version=4).cells
-    last = last_graded_index(nbformat.from_dict({"cells": cells}))
+    nb = nbformat.read(notebook, as_version=4)
+    cells, last = nb.cells, last_graded_index(nb)
     code = [(i, c) for i, c in enumerate(cells) if c.cell_type == "code" and c.source.strip()]
     skipped = [i for i, c in code if [o.get("text") for o in c.outputs] == [TRAILING_NOTE]]
     assert skipped == [i for i, _ in code if i > last], f"cells not run: {skipped}; the last graded cell is {last}"
