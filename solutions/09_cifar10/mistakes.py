@@ -99,7 +99,7 @@ def per_class_accuracy(cm):
 ''',
             "open": '''
 def build_my_model():
-    return cifar.ResNet9(width=16)
+    return cifar.ResNet9(width=4)  # narrow, so grading it is cheap: the mistake below is what costs the points
 
 
 def train_my_model(model, x_train, y_train, time_limit):
@@ -311,7 +311,7 @@ def per_class_accuracy(cm):
 ''',
         "open": '''
 def build_my_model():
-    return cifar.ResNet9(width=16)
+    return cifar.ResNet9(width=4)  # narrow, so grading it is cheap: the mistake below is what costs the points
 
 
 def train_my_model(model, x_train, y_train, time_limit):
@@ -419,7 +419,7 @@ def per_class_accuracy(cm):
 ''',
         "open": '''
 def build_my_model():
-    return cifar.ResNet9(width=16)
+    return cifar.ResNet9(width=4)  # narrow, so grading it is cheap: the mistake below is what costs the points
 
 
 def train_my_model(model, x_train, y_train, time_limit):
