@@ -4,6 +4,10 @@ Each entry is one simulated student: ``replace`` maps solution cells (grade_id) 
 the wrong code submitted, ``loses`` lists the graded cells that must score zero.
 Every other graded cell must keep its full points, so the mistakes combined in one
 submission are independent of each other.
+
+The wrong answers to the open-ended exercise train a narrow ResNet-9 (width 4): the
+mistake in their training code is what costs ``test-target``, so the network only
+needs to be cheap to grade.
 """
 
 MISTAKES = {
@@ -99,7 +103,7 @@ def per_class_accuracy(cm):
 ''',
             "open": '''
 def build_my_model():
-    return cifar.ResNet9(width=4)  # narrow, so grading it is cheap: the mistake below is what costs the points
+    return cifar.ResNet9(width=4)
 
 
 def train_my_model(model, x_train, y_train, time_limit):
@@ -311,7 +315,7 @@ def per_class_accuracy(cm):
 ''',
         "open": '''
 def build_my_model():
-    return cifar.ResNet9(width=4)  # narrow, so grading it is cheap: the mistake below is what costs the points
+    return cifar.ResNet9(width=4)
 
 
 def train_my_model(model, x_train, y_train, time_limit):
@@ -419,7 +423,7 @@ def per_class_accuracy(cm):
 ''',
         "open": '''
 def build_my_model():
-    return cifar.ResNet9(width=4)  # narrow, so grading it is cheap: the mistake below is what costs the points
+    return cifar.ResNet9(width=4)
 
 
 def train_my_model(model, x_train, y_train, time_limit):
