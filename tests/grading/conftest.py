@@ -29,18 +29,6 @@ _BROKEN = {"grader-error", "kernel-died", "timeout", "memory", "tampered", "miss
            "malformed-notebook", "misnamed-notebook", "unknown-assignment"}
 
 
-def _pretrain_backbone() -> None:
-    from course_utils import transfer
-
-    transfer.pretrained_backbone(log=print)
-
-
-# What an assignment builds once and caches, built before grading so that no kernel's cell
-# timeout pays for it (and parallel kernels do not queue on its lock): notebook 10 trains
-# its offline backbone on first use (`course fetch cifar8-backbone` does it ahead in CI).
-_WARM_UP = {"10_transfer_learning": _pretrain_backbone}
-
-
 @functools.cache
 def _kernels_locked() -> bool:
     """Whether this machine gives ``course grade`` every protection of the locked kernel."""
@@ -170,9 +158,6 @@ def grade_round_trips(course_dir: Path, assignments: list[str]) -> dict[str, Rou
     Returns, per assignment, (scores per student per graded cell, max points per
     graded cell), or the exception explaining why its grading went wrong.
     """
-    for name in assignments:
-        if name in _WARM_UP:
-            _WARM_UP[name]()
     course = sample.prepare_course(course_dir, assignments)
     students = {name: _write_submissions(course, name) for name in assignments}
     rows = sample.grade(course, assignments, feedback=False)

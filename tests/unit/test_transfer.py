@@ -178,3 +178,21 @@ def test_backbone_cache_key_ignores_docstrings_but_not_code():
     assert transfer._code_only(plain) != transfer._code_only(plain.replace("+ 1", "+ 2"))
     assert len(transfer._architecture_tag()) == 8
 
+
+
+def test_grading_notebook_10_stops_before_the_backbone_is_needed():
+    """The autograder runs notebook 10 up to its last graded cell, before the backbone cell.
+
+    So no grading kernel trains (or queues on the lock of) the offline backbone, and
+    ``.ci/run`` may train it in the background while the tests run: only nbval's run of
+    the whole notebook needs it, and waits on its file lock.
+    """
+    import nbformat
+
+    from course_utils.grader.execute import last_graded_index
+    from course_utils.release import project_root
+
+    nb = nbformat.read(project_root() / "solutions/10_transfer_learning/10_transfer_learning.ipynb", 4)
+    uses_backbone = [i for i, c in enumerate(nb.cells) if "pretrained_backbone" in c.source]
+    assert uses_backbone, "notebook 10 no longer loads the backbone: update this test and .ci/run"
+    assert last_graded_index(nb) < min(uses_backbone)
