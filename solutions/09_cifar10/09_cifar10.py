@@ -21,7 +21,7 @@
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "setup-md", "locked": true, "schema_version": 3, "solution": false}
 # ## Setup
-# `COURSE_FAST=1` (used by the tests) trains on 4,000 images and tests on 2,000 so the
+# `COURSE_FAST=1` (used by the tests) trains on 2,000 images and tests on 2,000 so the
 # notebook runs in about a minute; the full run uses 49,000 training images (1,000 are held out
 # for validation) and the whole test set.
 
@@ -54,7 +54,7 @@ dtype = torch.float32
 # training images for validation: the test set is loaded only at the very end.
 
 # %% nbgrader={"grade": false, "grade_id": "data", "locked": true, "schema_version": 3, "solution": false}
-x_all, y_all = cifar.load_tensors(train=True, n=budget(full=None, fast=5_000))
+x_all, y_all = cifar.load_tensors(train=True, n=budget(full=None, fast=3_000))
 order = torch.randperm(len(y_all), generator=torch.Generator().manual_seed(config.seed))
 x_val, y_val = x_all[order[:1000]], y_all[order[:1000]]
 x_train, y_train = x_all[order[1000:]], y_all[order[1000:]]
