@@ -179,7 +179,6 @@ def test_backbone_cache_key_ignores_docstrings_but_not_code():
     assert len(transfer._architecture_tag()) == 8
 
 
-
 def test_grading_notebook_10_stops_before_the_backbone_is_needed():
     """The autograder runs notebook 10 up to its last graded cell, before the backbone cell.
 
