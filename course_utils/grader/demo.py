@@ -283,7 +283,26 @@ threading.Thread(target=_keep_patching, daemon=True).start()
 np.testing.assert_allclose.__code__ = _yes.__code__
 sys.settrace(lambda *args: None)
 ''' + _WRONG_MASK},
-        # The thread patches again while every later test runs: the guard's check after each one fails it.
+        # The thread patches while the tests run. The first test it is caught in fails, and so does every
+        # test after it (whether the thread runs inside a short test is down to the machine's load).
+        "loses": ["test-backward", "test-sgd", "test-train"],
+        "status": "tampered+tamper-undone+suspicious",
+    },
+    "hostile-patches-in-each-call": {
+        "description": "a correct two_layer_backward() that patches the checks each time it is called",
+        "replace": {"backward": '''
+def two_layer_backward(x, y, y_pred, cache, w2):
+    import course_utils.checks as _c
+
+    _c.check_close = lambda *args, **kwargs: None
+    np.allclose = lambda *args, **kwargs: True
+    h, h_relu = cache
+    grad_y_pred = 2.0 * (y_pred - y)
+    grad_h = grad_y_pred @ w2.T
+    grad_h[h < 0] = 0
+    return x.T @ grad_h, h_relu.T @ grad_y_pred
+'''},
+        # Caught while test-backward runs: the tests after it fail too, although test-sgd never calls it.
         "loses": ["test-backward", "test-sgd", "test-train"],
         "status": "tampered+tamper-undone+suspicious",
     },

@@ -7,7 +7,9 @@ by ``SaveAutoGrades``) and adds:
 * **restore and verify** around every graded cell through the kernel guard
   (:mod:`course_utils.grader.guard`): tampering from earlier cells is undone
   before the test runs; tampering while the test runs adds an ``IntegrityError``
-  output to the cell, so nbgrader scores it zero;
+  output to the cell, so nbgrader scores it zero, and so are the graded cells after
+  it: a kernel that changed the checks while no cell of its own ran (a thread, a hook)
+  can do so again, and whether it is caught in a short test is down to scheduling;
 * **containment**: a cell past the timeout is interrupted; a kernel that does not
   stop within ``kill_grace`` seconds is killed. A kernel that dies (``os._exit``,
   a segfault, the memory cap) or is killed costs the submission only the cells it
@@ -161,6 +163,7 @@ class GuardedExecute(Execute):  # type: ignore[misc]
 
     def preprocess(self, nb: NotebookNode, resources: Any, km: Any = None) -> Any:
         self._stopped: str | None = None
+        self._caught: str | None = None  # the first graded cell during which the checks changed
         self._timed_out = False
         self.iopub_timeout = int(max(1, self.kill_grace))
         self.shutdown_kernel = "immediate"
@@ -306,6 +309,13 @@ class GuardedExecute(Execute):  # type: ignore[misc]
 
     async def _run_cell_timed(self, cell: NotebookNode, index: int, name: str) -> NotebookNode:
         graded = _is_graded_code(cell)
+        if graded and self._caught is not None:
+            VERDICTS[name] = False
+            cell.outputs = [_error_output("IntegrityError", (
+                f"not graded: the checks were tampered with while {self._caught!r} ran, so the kernel "
+                "changes them on its own and no later test can be trusted"))]
+            cell.execution_count = None
+            return cell
         # The guard restores before and verifies after every graded cell, judged ones too: the
         # judge's drivers run in the kernel (``checks.run_in_kernel``) and import course modules
         # there, so a module the student patched would otherwise answer for the test.
@@ -382,6 +392,7 @@ class GuardedExecute(Execute):  # type: ignore[misc]
             return True
         detail = "; ".join(changes)
         self._record("tampered", name, f"during {name!r}: {detail}")
+        self._caught = self._caught or name
         cell.outputs.append(_error_output(
             "IntegrityError", f"the checks were tampered with while this test ran: {detail}"))
         return False

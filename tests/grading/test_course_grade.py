@@ -39,6 +39,7 @@ EXPECTED = {
     "hostile-blanks-tests": ((0, 4, 2, 2), "tamper-undone+suspicious"),
     "hostile-patches-during-test": ((2, 4, 2, 0), "tampered+tamper-undone+suspicious"),
     "hostile-patches-in-background": ((2, 0, 0, 0), "tampered+tamper-undone+suspicious"),
+    "hostile-patches-in-each-call": ((2, 0, 0, 0), "tampered+tamper-undone+suspicious"),
     "hostile-fakes-score": ((0, 4, 2, 2), "suspicious"),
     "hostile-fakes-messages": ((0, 4, 2, 2), "ok"),
     "hostile-returns-tricks": ((0, 4, 2, 2), "suspicious"),
