@@ -8,8 +8,9 @@ by ``SaveAutoGrades``) and adds:
   (:mod:`course_utils.grader.guard`): tampering from earlier cells is undone
   before the test runs; tampering while the test runs adds an ``IntegrityError``
   output to the cell, so nbgrader scores it zero, and so are the graded cells after
-  it: a kernel that changed the checks while no cell of its own ran (a thread, a hook)
-  can do so again, and whether it is caught in a short test is down to scheduling;
+  it: a kernel that changed the checks while a test ran (from a thread, a hook or a
+  function the test calls) can do so again, and whether a later short test catches
+  it is down to scheduling;
 * **containment**: a cell past the timeout is interrupted; a kernel that does not
   stop within ``kill_grace`` seconds is killed. A kernel that dies (``os._exit``,
   a segfault, the memory cap) or is killed costs the submission only the cells it
